@@ -1,0 +1,55 @@
+# pointformer — every target installs what it needs into .venv (idempotent: a second run is fast).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.pointformer-installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Threads for torch on small machines (CI has 2 cores).
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: install test test-all test-minkowski demo minkowski bench system-deps clean
+
+# apt packages for optional features (Open3D import needs libusb; rendering needs EGL / Vulkan;
+# MinkowskiEngine needs OpenBLAS). Installed only when running as root with apt; listed in README.
+APT_PACKAGES := libusb-1.0-0 libgl1 libegl1 libgomp1 libvulkan1 mesa-vulkan-drivers libopenblas-dev
+system-deps:
+	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	  missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then echo "[system-deps] apt-get install $$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	    || echo "[system-deps] WARNING: apt install failed; optional features (rendering, minkowski) may be unavailable"; fi; \
+	else echo "[system-deps] not root: install yourself if needed: $(APT_PACKAGES)"; fi
+
+$(STAMP): setup.py scripts/install_torch.sh
+	@$(MAKE) --no-print-directory system-deps
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	scripts/install_torch.sh $(PY)
+	$(PY) -m pip install -q -e '.[dev,vis]' 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PY) -c "import pointformer, torch; print('[install] pointformer', pointformer.__version__, 'torch', torch.__version__)"
+	@touch $@
+
+install: $(STAMP)
+
+# pytest exits 5 when a marker selects no test (e.g. no MinkowskiEngine): that is not a failure here.
+PYTEST = $(PY) -m pytest -q
+test: $(STAMP)
+	$(PYTEST) tests || [ $$? = 5 ]
+
+test-all: $(STAMP)
+	$(PYTEST) -m "slow or not slow" tests || [ $$? = 5 ]
+
+demo: $(STAMP)
+	$(VENV)/bin/pointformer demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/sparse_conv.py
+
+minkowski: $(STAMP)
+	scripts/build_minkowski.sh $(PY)
+
+test-minkowski: $(STAMP)
+	$(PYTEST) -m minkowski tests || [ $$? = 5 ]
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,3 @@
+from pointformer.cli import main
+
+raise SystemExit(main())

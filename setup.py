@@ -1,0 +1,34 @@
+"""pointformer: 3D point-cloud instance segmentation on sparse convolutions, trained with the Influencer Loss."""
+from setuptools import find_packages, setup
+
+setup(
+    name="pointformer",
+    version="0.1.0",
+    description="Mask3D/SPFormer-style 3D instance segmentation trained with the Influencer Loss",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["pointformer", "pointformer.*"]),
+    include_package_data=True,
+    package_data={"pointformer": ["configs/**/*.yaml", "configs/*.yaml"]},
+    # torch is installed before this package by the Makefile (CPU wheel on CPU machines, the user's
+    # CUDA build kept on GPU machines); a range here never replaces an installed torch.
+    install_requires=[
+        "torch>=2.1",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "plyfile>=1.0",
+        "hydra-core>=1.3",
+        "omegaconf>=2.3",
+        "tqdm>=4.60",
+        "tensorboard>=2.12",
+        "pycocotools>=2.0.6",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "vis": ["open3d-cpu>=0.18; platform_system=='Linux' and platform_machine=='x86_64'"],
+        "vis-gpu": ["open3d>=0.18"],
+        "dev": ["pytest>=7.4"],
+    },
+    entry_points={"console_scripts": ["pointformer=pointformer.cli:main"]},
+)
