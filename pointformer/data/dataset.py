@@ -1,0 +1,192 @@
+"""Datasets over preprocessed scenes (``<root>/<split>/manifest.json`` + one ``.npz`` per scene).
+
+Items are addressed by ``(epoch, index)`` keys as well as plain indices: the augmentation generator
+is seeded from (seed, epoch, index), so a scene's augmentation is a pure function of its key. That is
+what lets a resumed run see exactly the scenes the uninterrupted run would have seen.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from pointformer.data.targets import SceneTargets, superpoint_targets
+from pointformer.data.transforms import Compose, PointSample
+from pointformer.io.scene import Manifest, Scene, SceneFormatError, load_scene
+
+Key = Union[int, tuple[int, int]]
+
+
+class DatasetConfigError(ValueError):
+    """The dataset configuration points at missing or inconsistent data (message says what to do)."""
+
+
+@dataclass
+class SceneSample:
+    """One (augmented) scene ready for collation (V points, S superpoints).
+
+    xyz float32 [V, 3] (augmented coordinates), features float32 [V, C] (network input: normalised
+    colour, optionally normals), superpoint int64 [V] (0..S-1), targets per superpoint, and for
+    evaluation the benchmark GT ids int32 [V] (None for test scenes) and the mesh vertex count.
+    """
+
+    scene_id: str
+    index: int
+    xyz: np.ndarray
+    features: np.ndarray
+    superpoint: np.ndarray
+    targets: SceneTargets
+    gt_ids: Optional[np.ndarray]
+    num_mesh_vertices: int
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_points(self) -> int:
+        return int(self.xyz.shape[0])
+
+    @property
+    def num_superpoints(self) -> int:
+        return int(self.targets.token_weight.shape[0])
+
+
+def augmentation_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator that augments scene ``index`` in ``epoch`` of a run seeded with ``seed``."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch), int(index)]))
+
+
+class PreprocessedDataset(Dataset):
+    """A split of preprocessed scenes, checked against its manifest when constructed.
+
+    Args:
+        root: folder holding ``<split>/manifest.json`` (the output of ``pointformer preprocess``).
+        split: split name (train, val, test).
+        transform: augmentation pipeline (see :func:`pointformer.data.transforms.build_transforms`).
+        seed: run seed; augmentation of key (epoch, index) draws from ``augmentation_rng(seed, epoch, index)``.
+        features: input channels per point, any of ``"rgb"`` (normalised colour) and ``"normals"``.
+        expected_dataset: if given, the manifest's dataset name must match (e.g. "scannet").
+        scenes: optional subset of scene ids (in that order); default: every scene of the manifest.
+        limit: keep only the first ``limit`` scenes (quick experiments).
+        cache: keep loaded scenes in memory (small datasets; avoids re-reading files every epoch).
+    """
+
+    def __init__(
+        self,
+        root: Union[str, os.PathLike],
+        split: str,
+        *,
+        transform: Optional[Compose] = None,
+        seed: int = 0,
+        features: Sequence[str] = ("rgb",),
+        expected_dataset: Optional[str] = None,
+        scenes: Optional[Sequence[str]] = None,
+        limit: Optional[int] = None,
+        cache: bool = False,
+    ) -> None:
+        self.root = Path(root)
+        self.split = split
+        if not self.root.is_dir():
+            raise DatasetConfigError(
+                f"data root {str(self.root)!r} does not exist; preprocess the dataset first "
+                f"(`pointformer preprocess scannet RAW_ROOT {self.root}`) or set data.root=<folder>")
+        manifest_path = self.root / split / "manifest.json"
+        if not manifest_path.is_file():
+            available = sorted(p.name for p in self.root.iterdir() if (p / "manifest.json").is_file())
+            raise DatasetConfigError(
+                f"{manifest_path}: no manifest for split {split!r} under data root {str(self.root)!r} "
+                f"(splits found: {available or 'none'})")
+        self.manifest = Manifest.load(manifest_path)
+        if expected_dataset is not None and self.manifest.dataset != expected_dataset:
+            raise DatasetConfigError(
+                f"{manifest_path}: dataset is {self.manifest.dataset!r} but the config expects {expected_dataset!r}")
+        unknown_features = [f for f in features if f not in ("rgb", "normals")]
+        if unknown_features or not features:
+            raise DatasetConfigError(f"data.features: unknown or empty feature list {list(features)}; use rgb and/or normals")
+        self.features = tuple(features)
+        ids = list(self.manifest.scenes) if scenes is None else list(scenes)
+        missing_ids = [s for s in ids if s not in self.manifest.scenes]
+        if missing_ids:
+            raise DatasetConfigError(f"{manifest_path}: scenes not in the manifest: {missing_ids[:5]}")
+        if limit is not None:
+            ids = ids[: int(limit)]
+        if not ids:
+            raise DatasetConfigError(f"{manifest_path}: split {split!r} has no scenes")
+        self.scene_ids = ids
+        self.files = [self.root / split / self.manifest.scenes[s].get("file", f"{s}.npz") for s in ids]
+        missing_files = [str(f) for f in self.files if not f.is_file()]
+        if missing_files:
+            raise DatasetConfigError(
+                f"{manifest_path}: {len(missing_files)} scene file(s) listed in the manifest are missing, "
+                f"e.g. {missing_files[0]}; re-run preprocessing")
+        self.transform = transform
+        self.seed = int(seed)
+        self.cache = cache
+        self._cache: dict[int, Scene] = {}
+
+    # --- manifest facts -------------------------------------------------------------------
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.manifest.class_names)
+
+    @property
+    def thing_classes(self) -> list[int]:
+        return list(self.manifest.thing_classes)
+
+    @property
+    def thing_class_ids(self) -> list[int]:
+        """Dataset class ids (ScanNet: nyu40) of the thing classes, in target index order 0..C-1."""
+        return [int(self.manifest.class_ids[c]) for c in self.manifest.thing_classes]
+
+    @property
+    def num_features(self) -> int:
+        return 3 * len(self.features)
+
+    def __len__(self) -> int:
+        return len(self.scene_ids)
+
+    def load(self, index: int) -> Scene:
+        """The stored scene ``index`` (validated; cached if ``cache``)."""
+        if index in self._cache:
+            return self._cache[index]
+        scene = load_scene(self.files[index])
+        if scene.scene_id != self.scene_ids[index]:
+            raise SceneFormatError(f"{self.files[index]}: holds scene {scene.scene_id!r}, manifest says {self.scene_ids[index]!r}")
+        if self.cache:
+            self._cache[index] = scene
+        return scene
+
+    def __getitem__(self, key: Key) -> SceneSample:
+        epoch, index = (0, key) if isinstance(key, (int, np.integer)) else (int(key[0]), int(key[1]))
+        if not 0 <= index < len(self):
+            raise IndexError(f"scene index {index} out of range for {len(self)} scenes")
+        scene = self.load(index)
+        sample = PointSample(xyz=scene.xyz.astype(np.float32, copy=True), rgb=scene.rgb.astype(np.float32),
+                             normals=scene.normals.astype(np.float32, copy=True))
+        if self.transform is not None:
+            sample = self.transform(sample, augmentation_rng(self.seed, epoch, index))
+        channels = {"rgb": sample.rgb, "normals": sample.normals}
+        features = np.concatenate([channels[name] for name in self.features], axis=1).astype(np.float32)
+        superpoint = scene.superpoint.astype(np.int64)
+        targets = superpoint_targets(superpoint, scene.semantic, scene.instance,
+                                     thing_classes=self.manifest.thing_classes)
+        return SceneSample(scene_id=scene.scene_id, index=index, xyz=sample.xyz, features=features,
+                           superpoint=superpoint, targets=targets, gt_ids=scene.gt_ids,
+                           num_mesh_vertices=scene.num_mesh_vertices, meta={"epoch": epoch})
+
+
+def compute_color_stats(dataset: PreprocessedDataset, *, max_scenes: Optional[int] = None) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of rgb / 255 over a split's points (dataset colour normalisation)."""
+    total = np.zeros(3)
+    total_sq = np.zeros(3)
+    count = 0
+    for index in range(len(dataset) if max_scenes is None else min(len(dataset), max_scenes)):
+        rgb = dataset.load(index).rgb.astype(np.float64) / 255.0
+        total += rgb.sum(axis=0)
+        total_sq += (rgb ** 2).sum(axis=0)
+        count += rgb.shape[0]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 1e-12))
+    return [float(v) for v in mean], [float(v) for v in std]
