@@ -103,6 +103,6 @@ def test_sampler_shards_ranks_disjointly_with_equal_step_counts():
     # 7 scenes padded to 8 positions (one wraps around): every scene is seen, only the padding repeats
     assert sorted(set(seen)) == list(range(7)) and len(seen) == 8
     with pytest.raises(ValueError, match="lower trainer.batch_size"):
-        ResumableBatchSampler(3, 2, seed=0, world_size=2)
+        ResumableBatchSampler(3, 2, seed=0, world_size=3)
     ev = [list(ShardedEvalSampler(5, rank=r, world_size=2)) for r in range(2)]
     assert sorted(i for e in ev for b in e for i in b) == [0, 1, 2, 3, 4]
