@@ -1,0 +1,267 @@
+"""Tokens: the modality-agnostic ragged batch the query decoder attends to.
+
+In 3D a token is a superpoint (features mean-pooled over its points); in 2D it is a pixel or a patch.
+The decoder and the losses see only this structure, never voxels or superpoints.
+
+A batch of B scenes is stored flat, scene after scene: scene ``b`` owns rows
+``offsets[b]:offsets[b + 1]`` of every per-token tensor. ``pad`` turns the flat layout into a dense
+``[B, Tmax, ...]`` batch with a key-padding mask for attention; ``unpad`` and ``split`` go back.
+
+Pooling uses native torch ops only: ``index_add_`` + ``bincount`` for the weighted mean
+(``scatter_reduce(..., "mean")`` has a slow backward on CPU and torch-scatter is not a dependency).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "Tokens",
+    "offsets_from_counts",
+    "batch_index_from_offsets",
+    "pool_superpoints",
+    "superpoint_layout",
+    "superpoint_tokens",
+    "SuperpointLayout",
+]
+
+
+def offsets_from_counts(counts: Tensor) -> Tensor:
+    """``counts`` long [B] -> offsets long [B+1] (``offsets[0] = 0``, cumulative sums after it)."""
+    counts = torch.as_tensor(counts, dtype=torch.long)
+    return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+
+
+def batch_index_from_offsets(offsets: Tensor) -> Tensor:
+    """offsets long [B+1] -> long [T]: the scene index of every row of a flat ragged batch."""
+    counts = offsets[1:] - offsets[:-1]
+    return torch.repeat_interleave(torch.arange(counts.numel(), device=offsets.device), counts)
+
+
+@dataclass
+class Tokens:
+    """A ragged batch of tokens (superpoints in 3D, pixels or patches in 2D).
+
+    Attributes:
+        features:  float [T, D]  all tokens of the batch, scene after scene.
+        positions: float [T, d]  xyz in metres (3D) or normalised pixel coordinates (2D).
+        weights:   float [T]     points (or pixels) per token; the losses weight tokens by it.
+        offsets:   long  [B+1]   scene ``b`` owns tokens ``offsets[b]:offsets[b+1]``.
+    """
+
+    features: Tensor
+    positions: Tensor
+    weights: Tensor
+    offsets: Tensor
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ layout
+    @property
+    def batch_size(self) -> int:
+        return int(self.offsets.numel()) - 1
+
+    @property
+    def counts(self) -> Tensor:
+        """long [B]: tokens per scene."""
+        return self.offsets[1:] - self.offsets[:-1]
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.features.device
+
+    def batch_index(self) -> Tensor:
+        """long [T]: the scene of every token."""
+        return batch_index_from_offsets(self.offsets)
+
+    def local_index(self) -> Tensor:
+        """long [T]: the index of every token inside its own scene."""
+        batch = self.batch_index()
+        return torch.arange(self.num_tokens, device=self.offsets.device) - self.offsets[batch]
+
+    def validate(self) -> None:
+        """Raise ValueError when shapes, dtypes or offsets are inconsistent."""
+        f, p, w, o = self.features, self.positions, self.weights, self.offsets
+        if f.dim() != 2:
+            raise ValueError(f"Tokens.features must be [T, D], got shape {tuple(f.shape)}")
+        t = f.shape[0]
+        if p.dim() != 2 or p.shape[0] != t:
+            raise ValueError(f"Tokens.positions must be [T={t}, d], got shape {tuple(p.shape)}")
+        if w.dim() != 1 or w.shape[0] != t:
+            raise ValueError(f"Tokens.weights must be [T={t}], got shape {tuple(w.shape)}")
+        if o.dim() != 1 or o.numel() < 2 or o.dtype != torch.long:
+            raise ValueError(f"Tokens.offsets must be long [B+1] with B >= 1, got {o.dtype} shape {tuple(o.shape)}")
+        if int(o[0]) != 0 or int(o[-1]) != t:
+            raise ValueError(f"Tokens.offsets must start at 0 and end at T={t}, got {o[0].item()}..{o[-1].item()}")
+        if bool((o[1:] < o[:-1]).any()):
+            raise ValueError("Tokens.offsets must be non-decreasing")
+
+    def to(self, device: torch.device | str) -> "Tokens":
+        return Tokens(
+            features=self.features.to(device),
+            positions=self.positions.to(device),
+            weights=self.weights.to(device),
+            offsets=self.offsets.to(device),
+        )
+
+    # ------------------------------------------------------------- conversions
+    def pad(self, x: Optional[Tensor] = None, *, value: float = 0.0) -> tuple[Tensor, Tensor]:
+        """Dense batch of a per-token tensor.
+
+        Args:
+            x: [T, ...] (default: ``features``).
+            value: fill value of the padding rows.
+        Returns:
+            padded [B, Tmax, ...] and key_padding_mask bool [B, Tmax] (True = padding).
+        """
+        x = self.features if x is None else x
+        if x.shape[0] != self.num_tokens:
+            raise ValueError(f"Tokens.pad: tensor has {x.shape[0]} rows, the batch has {self.num_tokens} tokens")
+        counts = self.counts
+        tmax = int(counts.max()) if counts.numel() else 0
+        batch, local = self.batch_index(), self.local_index()
+        padded = x.new_full((self.batch_size, tmax, *x.shape[1:]), value)
+        padded[batch, local] = x  # index_put keeps the autograd path to x
+        positions = torch.arange(tmax, device=self.offsets.device)
+        key_padding_mask = positions[None, :] >= counts[:, None]
+        return padded, key_padding_mask
+
+    def unpad(self, padded: Tensor) -> Tensor:
+        """Inverse of ``pad``: [B, Tmax, ...] -> [T, ...] (the padding rows are dropped)."""
+        return padded[self.batch_index(), self.local_index()]
+
+    def split(self, x: Optional[Tensor] = None, dim: int = 0) -> list[Tensor]:
+        """Per-scene views of a per-token tensor ([T, ...] along ``dim``) -> B tensors [T_b, ...]."""
+        x = self.features if x is None else x
+        return list(torch.split(x, self.counts.tolist(), dim=dim))
+
+    @staticmethod
+    def cat(scenes: list["Tokens"]) -> "Tokens":
+        """Concatenate ragged batches (e.g. single scenes) into one batch."""
+        if not scenes:
+            raise ValueError("Tokens.cat: empty list")
+        counts = torch.cat([s.counts for s in scenes])
+        return Tokens(
+            features=torch.cat([s.features for s in scenes]),
+            positions=torch.cat([s.positions for s in scenes]),
+            weights=torch.cat([s.weights for s in scenes]),
+            offsets=offsets_from_counts(counts).to(scenes[0].offsets.device),
+        )
+
+
+def pool_superpoints(
+    point_features: Tensor, superpoint: Tensor, num_superpoints: int, *, point_weights: Optional[Tensor] = None
+) -> Tensor:
+    """Mean of the point features of every superpoint.
+
+    Args:
+        point_features: float [P, D].
+        superpoint: long [P] batch-global superpoint id of every point, in ``0..num_superpoints-1``.
+        num_superpoints: S.
+        point_weights: optional float [P] per-point weights (default 1).
+    Returns:
+        float [S, D]; a superpoint without points gets zeros.
+    """
+    if point_features.dim() != 2 or superpoint.dim() != 1 or superpoint.shape[0] != point_features.shape[0]:
+        raise ValueError(
+            f"pool_superpoints: expected point_features [P, D] and superpoint [P], got "
+            f"{tuple(point_features.shape)} and {tuple(superpoint.shape)}"
+        )
+    superpoint = superpoint.long()
+    if point_weights is None:
+        total = point_features.new_zeros(num_superpoints, point_features.shape[1])
+        total.index_add_(0, superpoint, point_features)
+        count = torch.bincount(superpoint, minlength=num_superpoints).to(point_features.dtype)
+    else:
+        w = point_weights.to(point_features.dtype)
+        total = point_features.new_zeros(num_superpoints, point_features.shape[1])
+        total.index_add_(0, superpoint, point_features * w[:, None])
+        count = point_features.new_zeros(num_superpoints).index_add_(0, superpoint, w)
+    return total / count.clamp_min(torch.finfo(count.dtype).tiny)[:, None]
+
+
+@dataclass
+class SuperpointLayout:
+    """How the points of a batch map onto superpoint tokens.
+
+    Attributes:
+        point_to_token: long [P]   batch-global token index of every point.
+        token_offsets:  long [B+1] scene ``b`` owns tokens ``token_offsets[b]:token_offsets[b+1]``.
+        token_weights:  float [T]  points per token.
+        token_superpoint: long [T] the scene-local superpoint id each token came from (ids of
+            superpoints with no points in the batch, e.g. after cropping, do not appear).
+    """
+
+    point_to_token: Tensor
+    token_offsets: Tensor
+    token_weights: Tensor
+    token_superpoint: Tensor
+
+
+def superpoint_layout(superpoint: Tensor, point_offsets: Tensor) -> SuperpointLayout:
+    """Turn scene-local superpoint ids into batch-global, contiguous token ids.
+
+    Args:
+        superpoint: long [P] scene-local superpoint id of every point (any non-negative ids; gaps,
+            e.g. from cropping, are compacted away).
+        point_offsets: long [B+1] scene ``b`` owns points ``point_offsets[b]:point_offsets[b+1]``.
+    Returns:
+        a ``SuperpointLayout``.
+    """
+    if superpoint.dim() != 1 or superpoint.shape[0] != int(point_offsets[-1]):
+        raise ValueError(
+            f"superpoint ids must be [P={int(point_offsets[-1])}] (point_offsets[-1]), got shape {tuple(superpoint.shape)}"
+        )
+    if superpoint.numel() and int(superpoint.min()) < 0:
+        raise ValueError("superpoint ids must be non-negative")
+    superpoint = superpoint.long()
+    batch = batch_index_from_offsets(point_offsets)
+    # One key per (scene, superpoint); torch.unique sorts keys, so tokens come out scene after scene
+    # and, within a scene, in superpoint-id order.
+    span = int(superpoint.max()) + 1 if superpoint.numel() else 1
+    keys = batch * span + superpoint
+    unique_keys, point_to_token = torch.unique(keys, return_inverse=True)
+    token_batch = unique_keys // span
+    counts = torch.bincount(token_batch, minlength=point_offsets.numel() - 1)
+    weights = torch.bincount(point_to_token, minlength=unique_keys.numel()).float()
+    return SuperpointLayout(
+        point_to_token=point_to_token,
+        token_offsets=offsets_from_counts(counts).to(superpoint.device),
+        token_weights=weights,
+        token_superpoint=unique_keys - token_batch * span,
+    )
+
+
+def superpoint_tokens(
+    point_features: Tensor, point_positions: Tensor, superpoint: Tensor, point_offsets: Tensor
+) -> tuple[Tokens, SuperpointLayout]:
+    """Pool per-point features and positions into superpoint tokens.
+
+    Args:
+        point_features: float [P, D] per-point features (e.g. backbone features gathered per point).
+        point_positions: float [P, 3] xyz of every point.
+        superpoint: long [P] scene-local superpoint ids.
+        point_offsets: long [B+1] point ranges of the scenes.
+    Returns:
+        ``Tokens`` (features = mean point feature, positions = mean xyz, weights = point counts) and
+        the ``SuperpointLayout`` that maps tokens back to points.
+    """
+    if point_features.shape[0] != point_positions.shape[0]:
+        raise ValueError(
+            f"point_features has {point_features.shape[0]} rows but point_positions has {point_positions.shape[0]}"
+        )
+    layout = superpoint_layout(superpoint, point_offsets)
+    num_tokens = int(layout.token_weights.numel())
+    features = pool_superpoints(point_features, layout.point_to_token, num_tokens)
+    # Positions carry no gradient; pooling them in float32 keeps centroids exact under AMP.
+    positions = pool_superpoints(point_positions.detach().float(), layout.point_to_token, num_tokens)
+    tokens = Tokens(features=features, positions=positions, weights=layout.token_weights, offsets=layout.token_offsets)
+    return tokens, layout
