@@ -289,9 +289,11 @@ class QueryDecoder(nn.Module):
             raise ValueError(f"QueryDecoder: tokens have {tokens.features.shape[1]} features, expected token_dim={self.token_dim}")
         if tokens.positions.shape[1] != self.pos_dim:
             raise ValueError(f"QueryDecoder: tokens have {tokens.positions.shape[1]}-d positions, expected pos_dim={self.pos_dim}")
-        empty = (tokens.counts == 0).nonzero().flatten()
+        filled = torch.zeros(tokens.batch_size, dtype=torch.long, device=tokens.device)
+        filled.index_add_(0, tokens.batch_index(), (tokens.weights > 0).long())
+        empty = (filled == 0).nonzero().flatten()
         if empty.numel():
-            raise ValueError(f"QueryDecoder: scene(s) {empty.tolist()} of the batch have no tokens")
+            raise ValueError(f"QueryDecoder: scene(s) {empty.tolist()} of the batch have no tokens with weight > 0")
 
     def _resolve_num_queries(self, num_queries: Optional[int]) -> int:
         if num_queries is None:
@@ -313,7 +315,8 @@ class QueryDecoder(nn.Module):
     ) -> DecoderOutput:
         """
         Args:
-            tokens: ragged batch; every scene needs at least one token.
+            tokens: ragged batch; every scene needs at least one token with weight > 0. Tokens of
+                weight 0 are empty: they get predictions but are never attended to nor seeded.
             num_queries: queries per scene (default: ``num_queries`` in training, ``eval_num_queries``
                 in eval mode). Seeded queries: a scene with P_b < N tokens gets P_b queries.
             generator: seeded queries only — draws the first FPS seed at random (default: the token
@@ -324,8 +327,12 @@ class QueryDecoder(nn.Module):
         self._check_tokens(tokens)
         n_req = self._resolve_num_queries(num_queries)
         features, key_pad = tokens.pad(tokens.features)  # [B, T, D], [B, T]
+        filled = tokens.weights > 0
+        # Empty tokens (weight 0, e.g. superpoints cropped away) get predictions but are treated like
+        # padding for attention, seeding and the bounding box.
+        key_pad = key_pad | ~tokens.pad(filled, value=False)[0]
         positions, _ = tokens.pad(tokens.positions)  # [B, T, d] raw positions (metric FPS)
-        normalized, _ = tokens.pad(normalize_positions(tokens.positions, tokens.offsets))
+        normalized, _ = tokens.pad(normalize_positions(tokens.positions, tokens.offsets, valid=filled))
         batch_size = features.shape[0]
 
         memory = self.input_proj(features)  # [B, T, H]

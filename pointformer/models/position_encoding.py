@@ -7,6 +7,7 @@ independent of where the scene sits in the world and of the batch it is in.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -16,12 +17,15 @@ from pointformer.models.tokens import batch_index_from_offsets
 __all__ = ["normalize_positions", "FourierPositionEncoding"]
 
 
-def normalize_positions(positions: Tensor, offsets: Tensor, *, eps: float = 1e-6) -> Tensor:
+def normalize_positions(
+    positions: Tensor, offsets: Tensor, *, valid: Optional[Tensor] = None, eps: float = 1e-6
+) -> Tensor:
     """Scale every scene's positions to its bounding box: each axis to [0, 1].
 
     Args:
         positions: float [T, d] positions of a ragged batch.
         offsets: long [B+1] scene ``b`` owns rows ``offsets[b]:offsets[b+1]``.
+        valid: optional bool [T]; only these rows define the bounding box (e.g. non-empty tokens).
         eps: smallest extent (an axis on which a scene is flat maps to 0 instead of dividing by 0).
     Returns:
         float [T, d] in [0, 1].
@@ -33,10 +37,15 @@ def normalize_positions(positions: Tensor, offsets: Tensor, *, eps: float = 1e-6
     batch = batch_index_from_offsets(offsets)
     index = batch[:, None].expand_as(positions)
     inf = positions.new_full((batch_size, positions.shape[1]), math.inf)
-    low = inf.scatter_reduce(0, index, positions, reduce="amin", include_self=True)
-    high = (-inf).scatter_reduce(0, index, positions, reduce="amax", include_self=True)
+    lows, highs = positions, positions
+    if valid is not None:
+        lows = positions.masked_fill(~valid[:, None], math.inf)
+        highs = positions.masked_fill(~valid[:, None], -math.inf)
+    low = inf.scatter_reduce(0, index, lows, reduce="amin", include_self=True)
+    high = (-inf).scatter_reduce(0, index, highs, reduce="amax", include_self=True)
+    low = torch.where(torch.isfinite(low), low, torch.zeros_like(low))  # scenes without valid rows
     extent = (high - low).clamp_min(eps)
-    return (positions - low[batch]) / extent[batch]
+    return ((positions - low[batch]) / extent[batch]).clamp(0.0, 1.0)
 
 
 class FourierPositionEncoding(nn.Module):

@@ -23,9 +23,7 @@ __all__ = [
     "offsets_from_counts",
     "batch_index_from_offsets",
     "pool_superpoints",
-    "superpoint_layout",
     "superpoint_tokens",
-    "SuperpointLayout",
 ]
 
 
@@ -188,80 +186,36 @@ def pool_superpoints(
     return total / count.clamp_min(torch.finfo(count.dtype).tiny)[:, None]
 
 
-@dataclass
-class SuperpointLayout:
-    """How the points of a batch map onto superpoint tokens.
-
-    Attributes:
-        point_to_token: long [P]   batch-global token index of every point.
-        token_offsets:  long [B+1] scene ``b`` owns tokens ``token_offsets[b]:token_offsets[b+1]``.
-        token_weights:  float [T]  points per token.
-        token_superpoint: long [T] the scene-local superpoint id each token came from (ids of
-            superpoints with no points in the batch, e.g. after cropping, do not appear).
-    """
-
-    point_to_token: Tensor
-    token_offsets: Tensor
-    token_weights: Tensor
-    token_superpoint: Tensor
-
-
-def superpoint_layout(superpoint: Tensor, point_offsets: Tensor) -> SuperpointLayout:
-    """Turn scene-local superpoint ids into batch-global, contiguous token ids.
-
-    Args:
-        superpoint: long [P] scene-local superpoint id of every point (any non-negative ids; gaps,
-            e.g. from cropping, are compacted away).
-        point_offsets: long [B+1] scene ``b`` owns points ``point_offsets[b]:point_offsets[b+1]``.
-    Returns:
-        a ``SuperpointLayout``.
-    """
-    if superpoint.dim() != 1 or superpoint.shape[0] != int(point_offsets[-1]):
-        raise ValueError(
-            f"superpoint ids must be [P={int(point_offsets[-1])}] (point_offsets[-1]), got shape {tuple(superpoint.shape)}"
-        )
-    if superpoint.numel() and int(superpoint.min()) < 0:
-        raise ValueError("superpoint ids must be non-negative")
-    superpoint = superpoint.long()
-    batch = batch_index_from_offsets(point_offsets)
-    # One key per (scene, superpoint); torch.unique sorts keys, so tokens come out scene after scene
-    # and, within a scene, in superpoint-id order.
-    span = int(superpoint.max()) + 1 if superpoint.numel() else 1
-    keys = batch * span + superpoint
-    unique_keys, point_to_token = torch.unique(keys, return_inverse=True)
-    token_batch = unique_keys // span
-    counts = torch.bincount(token_batch, minlength=point_offsets.numel() - 1)
-    weights = torch.bincount(point_to_token, minlength=unique_keys.numel()).float()
-    return SuperpointLayout(
-        point_to_token=point_to_token,
-        token_offsets=offsets_from_counts(counts).to(superpoint.device),
-        token_weights=weights,
-        token_superpoint=unique_keys - token_batch * span,
-    )
-
-
 def superpoint_tokens(
-    point_features: Tensor, point_positions: Tensor, superpoint: Tensor, point_offsets: Tensor
-) -> tuple[Tokens, SuperpointLayout]:
+    point_features: Tensor, point_positions: Tensor, superpoint: Tensor, token_offsets: Tensor
+) -> Tokens:
     """Pool per-point features and positions into superpoint tokens.
 
     Args:
         point_features: float [P, D] per-point features (e.g. backbone features gathered per point).
         point_positions: float [P, 3] xyz of every point.
-        superpoint: long [P] scene-local superpoint ids.
-        point_offsets: long [B+1] point ranges of the scenes.
+        superpoint: long [P] batch-global token id of every point; scene b's superpoints are the ids
+            ``token_offsets[b]:token_offsets[b+1]`` (scene-local id + ``token_offsets[b]``).
+        token_offsets: long [B+1].
     Returns:
-        ``Tokens`` (features = mean point feature, positions = mean xyz, weights = point counts) and
-        the ``SuperpointLayout`` that maps tokens back to points.
+        ``Tokens``: features = mean point feature, positions = mean xyz, weights = point counts.
+        A superpoint without points (e.g. cropped away) is an *empty* token: weight 0, zero
+        features; the decoder predicts for it but never attends to it or seeds a query on it.
     """
-    if point_features.shape[0] != point_positions.shape[0]:
+    if point_features.shape[0] != point_positions.shape[0] or superpoint.shape != point_features.shape[:1]:
         raise ValueError(
-            f"point_features has {point_features.shape[0]} rows but point_positions has {point_positions.shape[0]}"
+            f"superpoint_tokens: point_features {tuple(point_features.shape)}, point_positions "
+            f"{tuple(point_positions.shape)} and superpoint {tuple(superpoint.shape)} must have the same number of points"
         )
-    layout = superpoint_layout(superpoint, point_offsets)
-    num_tokens = int(layout.token_weights.numel())
-    features = pool_superpoints(point_features, layout.point_to_token, num_tokens)
+    num_tokens = int(token_offsets[-1])
+    superpoint = superpoint.long()
+    if superpoint.numel() and (int(superpoint.min()) < 0 or int(superpoint.max()) >= num_tokens):
+        raise ValueError(
+            f"superpoint_tokens: superpoint ids must lie in 0..{num_tokens - 1} (token_offsets[-1]={num_tokens}), "
+            f"got {int(superpoint.min())}..{int(superpoint.max())}"
+        )
+    features = pool_superpoints(point_features, superpoint, num_tokens)
     # Positions carry no gradient; pooling them in float32 keeps centroids exact under AMP.
-    positions = pool_superpoints(point_positions.detach().float(), layout.point_to_token, num_tokens)
-    tokens = Tokens(features=features, positions=positions, weights=layout.token_weights, offsets=layout.token_offsets)
-    return tokens, layout
+    positions = pool_superpoints(point_positions.detach().float(), superpoint, num_tokens)
+    weights = torch.bincount(superpoint, minlength=num_tokens).float()
+    return Tokens(features=features, positions=positions, weights=weights, offsets=token_offsets.long())

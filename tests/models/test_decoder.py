@@ -258,3 +258,24 @@ def test_two_dimensional_tokens() -> None:
                     weights=torch.full((100,), 16.0), offsets=torch.tensor([0, 64, 100]))
     out = decoder(tokens)
     assert [m.shape for m in out.final.mask_logits] == [(8, 64), (8, 36)]
+
+
+def test_empty_tokens_are_predicted_but_not_attended() -> None:
+    # Superpoints cropped away keep their slot (targets are indexed by superpoint id) with weight 0.
+    decoder = make_decoder().eval()
+    tokens = make_tokens([12])
+    keep = torch.ones(12, dtype=torch.bool)
+    keep[[3, 7]] = False
+    with_empty = Tokens(features=tokens.features * keep[:, None], positions=torch.where(keep[:, None], tokens.positions, 0.0),
+                        weights=tokens.weights * keep, offsets=tokens.offsets)
+    without = Tokens(features=tokens.features[keep], positions=tokens.positions[keep], weights=tokens.weights[keep],
+                     offsets=torch.tensor([0, 10]))
+    a, b = decoder(with_empty), decoder(without)
+    assert a.final.mask_logits[0].shape == (8, 12)
+    assert not set(a.query_seed_token[0].tolist()) & {3, 7}
+    torch.testing.assert_close(a.final.class_logits[0], b.final.class_logits[0], atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(a.final.mask_logits[0][:, keep], b.final.mask_logits[0], atol=2e-5, rtol=1e-4)
+    assert decoder(with_empty, num_queries=20).num_queries == [10]
+    with pytest.raises(ValueError, match="weight > 0"):
+        decoder(Tokens(features=tokens.features, positions=tokens.positions, weights=torch.zeros(12),
+                       offsets=tokens.offsets))
