@@ -1,1 +1,5 @@
-"""export"""
+"""Benchmark submission: writer (zip or folder) and the pre-upload validator."""
+from pointformer.export.submission import MASK_DIR, write_prediction_folder, write_submission
+from pointformer.export.validate import ValidationReport, validate_submission
+
+__all__ = ["MASK_DIR", "ValidationReport", "validate_submission", "write_prediction_folder", "write_submission"]

@@ -1,0 +1,8 @@
+#!/usr/bin/env python
+"""`python eval/evaluate.py PRED_DIR GT_DIR [--dataset scannet|s3dis] [--csv OUT.csv]` — same as `pointformer evaluate`."""
+import sys
+
+from pointformer.evaluation.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,134 @@
+"""The outcome of an evaluation: per-class AP at every threshold, the averages, table / CSV / JSON."""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from pointformer.evaluation.protocol import AP25_COLUMN, AP50_COLUMN, AP_COLUMNS, IOU_THRESHOLDS
+
+
+def _nanmean(values: np.ndarray) -> float:
+    """nanmean that returns NaN quietly when everything is NaN (e.g. no GT at all)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(np.nanmean(values)) if np.size(values) else math.nan
+
+
+@dataclass
+class EvaluationResult:
+    """ScanNet-protocol results.
+
+    ap_matrix: float64 [C, 10] AP per class and IoU threshold (columns follow ``thresholds``:
+               0.50..0.90 then 0.25); NaN for a class without GT instances of >= 100 vertices.
+    map / map50 / map25: NaN-mean over classes (x the nine thresholds 0.50..0.90 for ``map``).
+    ap / ap50 / ap25: per class name (``ap`` is the plain mean over the nine thresholds).
+    mean_precision / mean_recall (S3DIS only): at IoU >= 0.5, NaN-mean over classes.
+    """
+
+    dataset: str
+    class_ids: tuple[int, ...]
+    class_names: tuple[str, ...]
+    ap_matrix: np.ndarray
+    num_scenes: int
+    thresholds: np.ndarray = field(default_factory=lambda: IOU_THRESHOLDS.copy())
+    precision: Optional[dict[str, float]] = None
+    recall: Optional[dict[str, float]] = None
+
+    @property
+    def map(self) -> float:
+        return _nanmean(self.ap_matrix[:, AP_COLUMNS])
+
+    @property
+    def map50(self) -> float:
+        return _nanmean(self.ap_matrix[:, AP50_COLUMN])
+
+    @property
+    def map25(self) -> float:
+        return _nanmean(self.ap_matrix[:, AP25_COLUMN])
+
+    @property
+    def ap(self) -> dict[str, float]:
+        per_class = np.mean(self.ap_matrix[:, AP_COLUMNS], axis=1)
+        return {name: float(v) for name, v in zip(self.class_names, per_class)}
+
+    @property
+    def ap50(self) -> dict[str, float]:
+        return {name: float(v) for name, v in zip(self.class_names, self.ap_matrix[:, AP50_COLUMN])}
+
+    @property
+    def ap25(self) -> dict[str, float]:
+        return {name: float(v) for name, v in zip(self.class_names, self.ap_matrix[:, AP25_COLUMN])}
+
+    @property
+    def mean_precision(self) -> Optional[float]:
+        return None if self.precision is None else _nanmean(np.array(list(self.precision.values())))
+
+    @property
+    def mean_recall(self) -> Optional[float]:
+        return None if self.recall is None else _nanmean(np.array(list(self.recall.values())))
+
+    def table(self) -> str:
+        """The per-class table as printed by the official script (plus precision/recall for S3DIS)."""
+        pr = self.precision is not None
+        width = 64 + (30 if pr else 0)
+        head = f"{'what':<15}:{'AP':>15}{'AP_50%':>15}{'AP_25%':>15}"
+        if pr:
+            head += f"{'prec_50%':>15}{'rec_50%':>15}"
+        lines = ["#" * width, head, "#" * width]
+        ap, ap50, ap25 = self.ap, self.ap50, self.ap25
+        for name in self.class_names:
+            line = f"{name:<15}:{ap[name]:>15.3f}{ap50[name]:>15.3f}{ap25[name]:>15.3f}"
+            if pr:
+                line += f"{self.precision[name]:>15.3f}{self.recall[name]:>15.3f}"
+            lines.append(line)
+        lines.append("-" * width)
+        line = f"{'average':<15}:{self.map:>15.3f}{self.map50:>15.3f}{self.map25:>15.3f}"
+        if pr:
+            line += f"{self.mean_precision:>15.3f}{self.mean_recall:>15.3f}"
+        lines.append(line)
+        return "\n".join(lines)
+
+    def csv_text(self) -> str:
+        """The official result file: ``class,class id,ap,ap50,ap25`` (values as Python prints them)."""
+        rows = ["class,class id,ap,ap50,ap25"]
+        ap, ap50, ap25 = self.ap, self.ap50, self.ap25
+        for name, cid in zip(self.class_names, self.class_ids):
+            rows.append(",".join([name, str(cid), str(ap[name]), str(ap50[name]), str(ap25[name])]))
+        return "\n".join(rows) + "\n"
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        """Write :meth:`csv_text` atomically to ``path``."""
+        _write_text_atomic(Path(path), self.csv_text())
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (NaN stays float NaN; json.dumps writes it as NaN)."""
+        out: dict[str, Any] = {
+            "dataset": self.dataset, "num_scenes": self.num_scenes,
+            "map": self.map, "map50": self.map50, "map25": self.map25,
+            "ap": self.ap, "ap50": self.ap50, "ap25": self.ap25,
+            "class_ids": dict(zip(self.class_names, self.class_ids)),
+        }
+        if self.precision is not None:
+            out.update(mean_precision=self.mean_precision, mean_recall=self.mean_recall,
+                       precision=dict(self.precision), recall=dict(self.recall))
+        return out
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
