@@ -1,5 +1,5 @@
 """Datasets over preprocessed scenes, Mask3D augmentations, per-token targets and collation."""
-from pointformer.data.collate import SceneBatch, TokenTargetTensors, collate_scenes
+from pointformer.data.collate import SceneBatch, collate_scenes
 from pointformer.data.dataset import (DatasetConfigError, PreprocessedDataset, SceneSample, augmentation_rng,
                                       compute_color_stats)
 from pointformer.data.sampler import ResumableBatchSampler, ShardedEvalSampler, epoch_permutation
@@ -7,7 +7,7 @@ from pointformer.data.targets import SceneTargets, point_labels, superpoint_targ
 from pointformer.data.transforms import build_transforms
 
 __all__ = [
-    "SceneBatch", "TokenTargetTensors", "collate_scenes", "DatasetConfigError", "PreprocessedDataset",
+    "SceneBatch", "collate_scenes", "DatasetConfigError", "PreprocessedDataset",
     "SceneSample", "augmentation_rng", "compute_color_stats", "ResumableBatchSampler", "ShardedEvalSampler",
     "epoch_permutation", "SceneTargets", "point_labels", "superpoint_targets", "build_transforms",
 ]

@@ -14,23 +14,7 @@ import numpy as np
 import torch
 
 from pointformer.data.dataset import SceneSample
-
-
-@dataclass
-class TokenTargetTensors:
-    """One scene's per-token targets as tensors (P tokens, K instances); see ``SceneTargets``.
-
-    token_instance long [P] (1..K, 0 background, -1 ignore); token_weight float [P];
-    instance_class long [K] (0..C-1 among the thing classes).
-    """
-
-    token_instance: torch.Tensor
-    token_weight: torch.Tensor
-    instance_class: torch.Tensor
-
-    def to(self, device: torch.device | str) -> "TokenTargetTensors":
-        return TokenTargetTensors(self.token_instance.to(device), self.token_weight.to(device),
-                                  self.instance_class.to(device))
+from pointformer.losses.targets import TokenTargets
 
 
 @dataclass
@@ -39,7 +23,7 @@ class SceneBatch:
 
     xyz float [P, 3]; features float [P, C]; batch_index long [P] (scene of each point);
     point_offsets long [B+1]; superpoint long [P] batch-global token id of each point;
-    token_offsets long [B+1]; targets: one TokenTargetTensors per scene.
+    token_offsets long [B+1]; targets: one ``pointformer.losses.TokenTargets`` per scene (the losses' input).
     Host-side (not moved to the device): scene ids, dataset indices, GT ids per point (None for test
     scenes) and mesh vertex counts, for evaluation and export.
     """
@@ -50,7 +34,7 @@ class SceneBatch:
     point_offsets: torch.Tensor
     superpoint: torch.Tensor
     token_offsets: torch.Tensor
-    targets: list[TokenTargetTensors]
+    targets: list[TokenTargets]
     scene_ids: list[str]
     indices: list[int]
     gt_ids: list[Optional[np.ndarray]] = field(default_factory=list)
@@ -91,7 +75,7 @@ def collate_scenes(samples: Sequence[SceneSample]) -> SceneBatch:
     token_offsets = np.concatenate([[0], np.cumsum(num_tokens)]).astype(np.int64)
     superpoint = np.concatenate([s.superpoint.astype(np.int64) + token_offsets[b] for b, s in enumerate(samples)])
     batch_index = np.repeat(np.arange(len(samples), dtype=np.int64), num_points)
-    targets = [TokenTargetTensors(
+    targets = [TokenTargets(
         token_instance=torch.from_numpy(s.targets.token_instance.astype(np.int64)),
         token_weight=torch.from_numpy(s.targets.token_weight.astype(np.float32)),
         instance_class=torch.from_numpy(s.targets.instance_class.astype(np.int64))) for s in samples]

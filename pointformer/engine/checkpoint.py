@@ -1,0 +1,182 @@
+"""Training checkpoints: atomic writes, ``weights_only`` loads, RNG capture, and resume discovery.
+
+A checkpoint is one ``torch.save`` dict of plain containers and tensors only (so that
+``torch.load(weights_only=True)`` can read it and a checkpoint can never execute code):
+
+    format "pointformer-checkpoint", version 1, model (state_dict), optimizer, scheduler, scaler
+    (state_dicts), rng {torch, cuda: [..], numpy: {...}, python: tensor}, epoch, step (global
+    optimiser steps done), config (the resolved run config as a YAML string), metrics (dict),
+    best (dict: monitored metric name/value/step).
+
+Files live in ``<run_dir>/checkpoints/``: ``step_XXXXXXXX.pt`` (the last ``keep_last`` are kept) and
+``best.pt``. ``resume=auto`` takes the newest step checkpoint that loads; a corrupt or truncated newest
+file is reported and skipped in favour of the previous good one.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+FORMAT = "pointformer-checkpoint"
+VERSION = 1
+_STEP_FILE = re.compile(r"^step_(\d{8,})\.pt$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable, truncated or not a pointformer checkpoint."""
+
+
+# ---------------------------------------------------------------------------------------------
+# RNG state as tensors (weights_only-safe)
+# ---------------------------------------------------------------------------------------------
+def capture_rng_state() -> dict[str, Any]:
+    """Every global RNG the training loop may touch: torch (CPU and CUDA), numpy, python."""
+    np_name, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)), "pos": int(np_pos),
+                  "has_gauss": int(np_has_gauss), "cached": float(np_cached)},
+        "python": torch.tensor(py_state, dtype=torch.int64),
+        "python_version": int(py_version),
+        "python_gauss": None if py_gauss is None else float(py_gauss),
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"].to(torch.uint8))
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.to(torch.uint8) for s in state["cuda"]])
+    np_state = state["numpy"]
+    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["cached"]))
+    random.setstate((state["python_version"], tuple(int(v) for v in state["python"].tolist()), state["python_gauss"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing and reading
+# ---------------------------------------------------------------------------------------------
+def atomic_torch_save(obj: Any, path: Union[str, os.PathLike]) -> None:
+    """torch.save to a temporary file in the same folder, fsync, rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(path: Union[str, os.PathLike], *, model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer],
+                    scheduler: Any, scaler: Any, epoch: int, step: int, config_yaml: str,
+                    metrics: Optional[dict] = None, best: Optional[dict] = None) -> Path:
+    """Write a full training checkpoint atomically (see the module docstring for its contents)."""
+    module = model.module if hasattr(model, "module") else model  # unwrap DDP
+    payload = {
+        "format": FORMAT, "version": VERSION,
+        "model": module.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "rng": capture_rng_state(),
+        "epoch": int(epoch), "step": int(step),
+        "config": str(config_yaml),
+        "metrics": dict(metrics or {}),
+        "best": dict(best or {}),
+    }
+    atomic_torch_save(payload, path)
+    return Path(path)
+
+
+def load_checkpoint(path: Union[str, os.PathLike], *, map_location: Union[str, torch.device] = "cpu") -> dict[str, Any]:
+    """Read and check a checkpoint with ``weights_only=True``; any defect raises CheckpointError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: checkpoint is empty (0 bytes); the write was interrupted")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated zip, bad pickle, foreign object types: many exception classes
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CheckpointError(f"{path}: not a readable checkpoint, the file is corrupt or truncated "
+                              f"({type(exc).__name__}: {first_line[:200]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a pointformer checkpoint (no 'format': {FORMAT!r} entry)")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')}, this pointformer reads {VERSION}")
+    for key in ("model", "step", "epoch", "config"):
+        if key not in payload:
+            raise CheckpointError(f"{path}: checkpoint lacks {key!r}")
+    return payload
+
+
+def step_checkpoint_path(run_dir: Union[str, os.PathLike], step: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"step_{step:08d}.pt"
+
+
+def list_step_checkpoints(run_dir: Union[str, os.PathLike]) -> list[tuple[int, Path]]:
+    """(step, path) of the step checkpoints of a run, newest first."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in folder.iterdir():
+        match = _STEP_FILE.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry))
+    return sorted(found, reverse=True)
+
+
+def prune_step_checkpoints(run_dir: Union[str, os.PathLike], keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` step checkpoints (best.pt is separate and kept)."""
+    for _, path in list_step_checkpoints(run_dir)[max(int(keep_last), 1):]:
+        path.unlink(missing_ok=True)
+
+
+def set_aside_newer_checkpoints(run_dir: Union[str, os.PathLike], step: int) -> list[Path]:
+    """Rename step checkpoints newer than ``step`` to ``*.pt.abandoned``.
+
+    Called when a run resumes from ``step``: newer files belong to the abandoned continuation (or are
+    the corrupt ones that resume=auto skipped); left in place they would shadow the new run's own
+    checkpoints in a later ``resume=auto`` and count against ``keep_last``.
+    """
+    moved = []
+    for newer_step, path in list_step_checkpoints(run_dir):
+        if newer_step > step:
+            target = path.with_name(path.name + ".abandoned")
+            os.replace(path, target)
+            moved.append(target)
+    return moved
+
+
+def find_resume_checkpoint(run_dir: Union[str, os.PathLike]) -> tuple[Optional[Path], Optional[dict], list[str]]:
+    """The newest step checkpoint of ``run_dir`` that loads, its payload, and the problems skipped.
+
+    Returns (None, None, problems) when the run has no usable checkpoint.
+    """
+    problems: list[str] = []
+    for _, path in list_step_checkpoints(run_dir):
+        try:
+            return path, load_checkpoint(path), problems
+        except CheckpointError as exc:
+            log.warning("resume: skipping %s", exc)
+            problems.append(str(exc))
+    return None, None, problems
