@@ -24,6 +24,7 @@ setup(
         "tensorboard>=2.12",
         "pycocotools>=2.0.6",
         "matplotlib>=3.7",
+        "numba>=0.58",  # the mesh segmentator's union-find loop (see docs/data.md)
     ],
     extras_require={
         "vis": ["open3d-cpu>=0.18; platform_system=='Linux' and platform_machine=='x86_64'"],

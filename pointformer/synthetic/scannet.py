@@ -1,0 +1,240 @@
+"""Synthetic scenes written in the exact ScanNet v2 raw format.
+
+``generate_scannet(out_root, num_scenes=4, num_test_scenes=1, seed=0, target_vertices=20000)`` writes
+
+    out_root/scans/sceneXXXX_00/       _vh_clean_2.ply, _vh_clean_2.labels.ply,
+                                       _vh_clean_2.0.010000.segs.json, .aggregation.json, .txt
+    out_root/scans_test/sceneYYYY_00/  _vh_clean_2.ply, .txt (no annotations, no alignment)
+    out_root/scannetv2-labels.combined.tsv
+    out_root/scannetv2_{train,val,test}.txt
+
+and returns the ground truth it generated (per-vertex object and class), so that tests can check
+that preprocessing recovers every object vertex for vertex. Every object is its own connected
+mesh, so the segmentator's superpoints never straddle two objects and the segGroups describe the
+objects exactly. Deterministic for a given seed and arguments.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from pointformer.io.ply import write_ply
+from pointformer.io.scannet import (
+    AGGREGATION_SUFFIX, HIRES_AGGREGATION_SUFFIX, LABEL_MAP_NAME, LABELS_SUFFIX, MESH_SUFFIX, SEGS_SUFFIX,
+    SPLIT_FILE_NAMES, atomic_write_text, write_label_map, write_segs_json,
+)
+from pointformer.preprocess.segmentator import segment_mesh
+from pointformer.synthetic.rooms import RAW_CATEGORIES, ROOM_TYPES, mesh_layout, object_colors, plan_room
+
+TEST_SCENE_START = 707  # the real test split is scene0707_00 .. scene0806_00
+DEFECTS = ("invalid_labels", "duplicate_groups", "hires_aggregation")
+
+
+@dataclass
+class SyntheticScene:
+    """Ground truth of one generated scene.
+
+    instance int32 [V]: objectId + 1 of the vertex's annotated object, 0 = unannotated
+    nyu40    int32 [V]: nyu40 id of that object, 0 = unannotated
+    objects: (objectId, raw category, nyu40 id) of every annotated object
+    """
+
+    scene_id: str
+    split: str
+    folder: Path
+    scene_type: str
+    num_vertices: int
+    instance: np.ndarray
+    nyu40: np.ndarray
+    objects: list[tuple[int, str, int]] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SyntheticScanNet:
+    """What :func:`generate_scannet` wrote: the root and the scenes by id."""
+
+    root: Path
+    scenes: dict[str, SyntheticScene]
+    splits: dict[str, list[str]]
+    label_map: Path
+
+
+def _alignment(rng: np.random.Generator) -> np.ndarray:
+    """A random axisAlignment (mesh -> aligned frame): rotation about +z and a translation."""
+    yaw = float(rng.uniform(-math.pi, math.pi))
+    c, s = math.cos(yaw), math.sin(yaw)
+    m = np.eye(4)
+    m[:2, :2] = [[c, -s], [s, c]]
+    m[:3, 3] = [rng.uniform(-3, 3), rng.uniform(-3, 3), rng.uniform(-0.05, 0.05)]
+    return m
+
+
+def _spacing_for(layout, target_vertices: int) -> float:
+    """Vertex spacing that gives about ``target_vertices`` (two refinement passes on the layout)."""
+    spacing = 0.15
+    for _ in range(2):
+        count = mesh_layout(layout, spacing).vertices.shape[0]
+        spacing *= math.sqrt(count / target_vertices)
+        spacing = min(max(spacing, 0.004), 1.0)
+    return spacing
+
+
+def generate_scene(folder: str | Path, *, scene_id: str, seed: int, target_vertices: int = 20000,
+                   scene_type: Optional[str] = None, annotated: bool = True,
+                   defects: tuple[str, ...] = (), split: str = "train") -> SyntheticScene:
+    """Generate one scene folder (see the module docstring). ``defects``: any of DEFECTS."""
+    if target_vertices < 500:
+        raise ValueError(f"target_vertices must be at least 500, got {target_vertices}")
+    unknown = set(defects) - set(DEFECTS)
+    if unknown:
+        raise ValueError(f"unknown defects {sorted(unknown)}; choose from {DEFECTS}")
+    rng = np.random.default_rng(seed)
+    scene_type = scene_type or str(rng.choice(ROOM_TYPES))
+    layout = plan_room(rng, scene_type)
+    spacing = _spacing_for(layout, target_vertices)
+    room = mesh_layout(layout, spacing)
+    noise_rng = np.random.default_rng([seed, 1])
+    # Scanner noise: a few millimetres, less than a tenth of the vertex spacing.
+    vertices = room.vertices + noise_rng.normal(0.0, min(0.003, 0.08 * spacing), room.vertices.shape)
+    colors = object_colors(layout, room, noise_rng)
+    # Real meshes do not list vertices object by object: shuffle (faces follow).
+    perm = noise_rng.permutation(vertices.shape[0])
+    inverse = np.empty_like(perm)
+    inverse[perm] = np.arange(perm.shape[0])
+    vertices, colors, owner = vertices[perm], colors[perm], room.object_index[perm]
+    faces = inverse[room.faces]
+
+    alignment = _alignment(noise_rng)
+    # The mesh is stored in the scanner's frame; axisAlignment maps it back to the room frame.
+    homog = np.concatenate([vertices, np.ones((vertices.shape[0], 1))], axis=1)
+    mesh_xyz = (homog @ np.linalg.inv(alignment).T)[:, :3].astype(np.float32)
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_ply(folder / f"{scene_id}{MESH_SUFFIX}", mesh_xyz, colors=colors, faces=faces,
+              comments=("pointformer synthetic ScanNet scene",))
+    meta = []
+    if annotated:  # like the release: test scenes carry no axisAlignment
+        meta.append("axisAlignment = " + " ".join(f"{v:.17g}" for v in alignment.reshape(-1)))
+    meta += ["colorHeight = 968", "colorWidth = 1296", f"numColorFrames = {int(rng.integers(500, 3000))}",
+             f"sceneType = {scene_type}"]
+    atomic_write_text(folder / f"{scene_id}.txt", "\n".join(meta) + "\n")
+
+    objects = layout.objects
+    annotated_objects = [i for i, o in enumerate(objects) if o.annotated]
+    object_id = np.full(len(objects), -1, dtype=np.int64)
+    object_id[annotated_objects] = np.arange(len(annotated_objects))
+    nyu_of_object = np.array([o.nyu40 if o.annotated else 0 for o in objects], dtype=np.int32)
+    instance = (object_id[owner] + 1).astype(np.int32)
+    nyu40 = nyu_of_object[owner]
+    truth = SyntheticScene(scene_id=scene_id, split=split, folder=folder, scene_type=scene_type,
+                           num_vertices=int(mesh_xyz.shape[0]), instance=instance, nyu40=nyu40,
+                           objects=[(int(object_id[i]), objects[i].raw_label, objects[i].nyu40)
+                                    for i in annotated_objects],
+                           defects=list(defects))
+    if not annotated:
+        truth.instance = np.zeros_like(instance)
+        truth.nyu40 = np.zeros_like(nyu40)
+        truth.objects = []
+        return truth
+
+    seg = segment_mesh(mesh_xyz, faces)
+    seg_ids, seg_inverse = np.unique(seg, return_inverse=True)
+    seg_owner = np.full(seg_ids.shape[0], -1, dtype=np.int64)
+    seg_owner[seg_inverse] = owner
+    if not np.array_equal(seg_owner[seg_inverse], owner):  # objects are disjoint meshes: cannot happen
+        raise RuntimeError(f"{scene_id}: a superpoint straddles two objects")
+    write_segs_json(folder / f"{scene_id}{SEGS_SUFFIX}", seg, scene_id=f"{scene_id}_vh_clean_2")
+
+    groups = []
+    for i in annotated_objects:
+        segments = seg_ids[seg_owner == i].tolist()
+        groups.append({"id": int(object_id[i]), "objectId": int(object_id[i]), "segments": segments,
+                       "label": objects[i].raw_label})
+    if "duplicate_groups" in defects:  # scene0217_00: the second half repeats the first
+        k = len(groups)
+        groups = groups + [dict(g, id=g["id"] + k, objectId=g["objectId"] + k) for g in groups]
+    aggregation = {"sceneId": f"scannet.{scene_id}", "appId": "Annotator.v1.0.0", "segGroups": groups,
+                   "segmentsFile": f"scannet.{scene_id}{SEGS_SUFFIX}"}
+    atomic_write_text(folder / f"{scene_id}{AGGREGATION_SUFFIX}", json.dumps(aggregation))
+    if "hires_aggregation" in defects:
+        # The hi-res file annotates another mesh: its segment ids mean nothing for this one.
+        bogus = [dict(g, segments=[int(s) + 10_000_000 for s in g["segments"]][::-1]) for g in groups[::-1]]
+        atomic_write_text(folder / f"{scene_id}{HIRES_AGGREGATION_SUFFIX}",
+                          json.dumps(dict(aggregation, segGroups=bogus)))
+
+    labels = nyu40.astype(np.uint16)
+    if "invalid_labels" in defects:  # scene0270_00/02, scene0384_00 carry values 50 and 149
+        bad = noise_rng.choice(labels.shape[0], size=max(1, labels.shape[0] // 200), replace=False)
+        labels[bad] = noise_rng.choice([50, 149], size=bad.shape[0])
+    label_colors = _label_colors(labels)
+    write_ply(folder / f"{scene_id}{LABELS_SUFFIX}", mesh_xyz, colors=label_colors, faces=faces,
+              extra={"label": labels})
+    return truth
+
+
+def _label_colors(labels: np.ndarray) -> np.ndarray:
+    """A fixed pseudo-random colour per label value (labels.ply files are coloured by class)."""
+    palette = np.random.default_rng(40).integers(0, 256, (65536, 3)).astype(np.uint8)
+    palette[0] = 0
+    return palette[labels.astype(np.int64)]
+
+
+def generate_scannet(out_root: str | Path, *, num_scenes: int = 4, num_test_scenes: int = 1, seed: int = 0,
+                     target_vertices: int = 20000, defects: bool = False, val_fraction: float = 0.25,
+                     split_files: bool = True) -> SyntheticScanNet:
+    """Write a synthetic ScanNet release under ``out_root`` and return its ground truth.
+
+    num_scenes annotated scenes go to scans/ (the last ``round(num_scenes * val_fraction)`` form the
+    val split, at least one when num_scenes >= 2 and val_fraction > 0); num_test_scenes go to
+    scans_test/ without annotations. ``defects=True`` injects the real release's defects: invalid
+    label values (first scene), duplicated segGroups (second scene, or the first when alone) and a
+    stray hi-res aggregation file (every annotated scene). ``split_files=False`` omits the
+    scannetv2_*.txt lists. Room types cycle over ROOM_TYPES so that a few scenes cover all 18 classes.
+    """
+    if num_scenes < 0 or num_test_scenes < 0 or num_scenes + num_test_scenes == 0:
+        raise ValueError(f"need at least one scene, got num_scenes={num_scenes}, num_test_scenes={num_test_scenes}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction}")
+    if num_test_scenes > 100:
+        raise ValueError("at most 100 test scenes (scene0707_00 .. scene0806_00)")
+    root = Path(out_root)
+    root.mkdir(parents=True, exist_ok=True)
+    num_val = int(round(num_scenes * val_fraction))
+    if num_scenes >= 2 and val_fraction > 0:
+        num_val = max(1, num_val)
+    num_val = min(num_val, max(num_scenes - 1, 0))
+    splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    scenes: dict[str, SyntheticScene] = {}
+    for i in range(num_scenes):
+        scene_id = f"scene{i:04d}_00"
+        split = "val" if i >= num_scenes - num_val else "train"
+        injected: tuple[str, ...] = ()
+        if defects:
+            injected = ("hires_aggregation",)
+            if i == 0:
+                injected += ("invalid_labels",)
+            if i == min(1, num_scenes - 1):
+                injected += ("duplicate_groups",)
+        scenes[scene_id] = generate_scene(
+            root / "scans" / scene_id, scene_id=scene_id, seed=seed * 100_003 + i, target_vertices=target_vertices,
+            scene_type=ROOM_TYPES[(seed + i) % len(ROOM_TYPES)], defects=injected, split=split)
+        splits[split].append(scene_id)
+    for j in range(num_test_scenes):
+        scene_id = f"scene{TEST_SCENE_START + j:04d}_00"
+        scenes[scene_id] = generate_scene(
+            root / "scans_test" / scene_id, scene_id=scene_id, seed=seed * 100_003 + 50_000 + j,
+            target_vertices=target_vertices, annotated=False, split="test")
+        splits["test"].append(scene_id)
+    rows = [(raw, category, nyu40) for raw, (category, nyu40) in RAW_CATEGORIES.items()]
+    write_label_map(root / LABEL_MAP_NAME, rows)
+    if split_files:
+        for split, name in SPLIT_FILE_NAMES.items():
+            atomic_write_text(root / name, "".join(f"{s}\n" for s in splits[split]))
+    return SyntheticScanNet(root=root, scenes=scenes, splits=splits, label_map=root / LABEL_MAP_NAME)
