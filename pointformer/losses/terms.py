@@ -19,8 +19,9 @@ def upcast(t: Tensor) -> Tensor:
 
 
 def zero_like_graph(t: Tensor) -> Tensor:
-    """A scalar 0 that stays connected to `t`'s graph (so backward and DDP see every parameter)."""
-    return t.sum() * 0.0
+    """A scalar 0 that stays connected to `t`'s graph (so backward and DDP see every parameter).
+    Built from one element: a half-precision t.sum() can overflow to inf, and inf·0 is NaN."""
+    return upcast(t.reshape(-1)[:1]).sum() * 0.0
 
 
 def instance_sums(values: Tensor, scene: PreparedScene, token_scale: Tensor) -> Tensor:
@@ -94,10 +95,10 @@ def soft_class_targets(assign: Tensor, scene: PreparedScene, num_classes: int) -
     n, k = assign.shape
     target = assign.new_zeros(n, num_classes + 1)
     if k:
-        onehot = torch.nn.functional.one_hot(scene.instance_class, num_classes + 1).to(assign.dtype)
         mass = assign.sum(1, keepdim=True)
         assign = assign / mass.clamp_min(1.0)
-        target = assign @ onehot
+        # index_add, not a matmul with a one-hot: autocast would run the matmul in half precision
+        target = target.index_add(1, scene.instance_class, assign)
     target[:, -1] = 1.0 - target[:, :-1].sum(1)
     return target.clamp_min(0.0)
 
