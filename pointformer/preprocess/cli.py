@@ -1,0 +1,64 @@
+"""`pointformer preprocess scannet RAW_ROOT OUT_DIR [--workers N] ...`: raw dataset -> preprocessed scenes."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+
+def _add_scannet(sub) -> None:
+    p = sub.add_parser("scannet", help="ScanNet v2 release (scans/, scans_test/, label tsv, split files)",
+                       description="Convert a ScanNet v2 release into preprocessed scenes (OUT_DIR/<split>/"
+                                   "<scene>.npz + manifest.json) and evaluation GT (OUT_DIR/gt/<split>/<scene>.txt). "
+                                   "Re-running skips scenes that are already up to date.")
+    p.add_argument("raw_root", type=Path, help="release root holding scans/ and/or scans_test/")
+    p.add_argument("out_dir", type=Path, help="output folder")
+    p.add_argument("--workers", type=int, default=max(1, min(8, os.cpu_count() or 1)),
+                   help="parallel processes (default: CPU count, at most 8)")
+    p.add_argument("--splits", default="train,val,test", help="comma-separated subset of train,val,test")
+    p.add_argument("--label-map", type=Path, default=None,
+                   help="scannetv2-labels.combined.tsv (default: RAW_ROOT/scannetv2-labels.combined.tsv)")
+    p.add_argument("--split-dir", type=Path, default=None,
+                   help="folder with scannetv2_{train,val,test}.txt (default: RAW_ROOT); without them every "
+                        "scene under scans/ goes to train")
+    p.add_argument("--scenes", default=None, help="comma-separated scene ids to process (default: all)")
+    p.add_argument("--force", action="store_true", help="redo scenes even when they are up to date")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
+
+
+def _run_scannet(args: argparse.Namespace) -> int:
+    from pointformer.preprocess.scannet import preprocess_scannet
+
+    logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING,
+                        format="%(levelname)s %(message)s")
+    try:
+        summary = preprocess_scannet(
+            args.raw_root, args.out_dir, workers=args.workers,
+            splits=[s.strip() for s in args.splits.split(",") if s.strip()],
+            label_map_path=args.label_map, split_dir=args.split_dir,
+            scenes=[s.strip() for s in args.scenes.split(",") if s.strip()] if args.scenes else None,
+            force=args.force, progress=not args.no_progress)
+    except ValueError as exc:
+        print(f"pointformer preprocess scannet: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pointformer preprocess scannet: interrupted; finished scenes are kept, re-run to resume",
+              file=sys.stderr)
+        return 130
+    print(summary.format())
+    return 0 if summary.ok else 1
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="pointformer preprocess",
+                                     description="Convert a raw dataset into preprocessed scenes.")
+    sub = parser.add_subparsers(dest="dataset", required=True)
+    _add_scannet(sub)
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    return _run_scannet(args)
