@@ -18,6 +18,10 @@ import numpy as np
 from pointformer.evaluation.prediction import ScenePrediction, SegmentMasks
 from pointformer.evaluation.protocol import GT_LABEL_DIVISOR, MIN_REGION_SIZE, S3DIS_PR_IOU, ClassSet
 
+_BLOCK_ENTRIES = 1 << 21
+# GT ids below this bound are grouped with a bincount table (O(V)) instead of a sort (O(V log V)).
+_DIRECT_ID_BOUND = 1 << 22
+
 
 @dataclass
 class SceneOverlaps:
@@ -85,7 +89,7 @@ def compute_scene_overlaps(gt_ids: np.ndarray, prediction: ScenePrediction, clas
     num_classes = len(classes.ids)
 
     # GT instances: every distinct id whose label (id // 1000) is evaluated. Everything else is void.
-    uniq, inverse, counts = np.unique(gt_ids, return_inverse=True, return_counts=True)
+    uniq, inverse, counts = _unique_ids(gt_ids)
     uniq_class = classes.index_of(uniq // GT_LABEL_DIVISOR)
     is_instance = uniq_class >= 0
     gt_class = uniq_class[is_instance]
@@ -93,7 +97,7 @@ def compute_scene_overlaps(gt_ids: np.ndarray, prediction: ScenePrediction, clas
     num_gt = gt_class.shape[0]
     # Column of every vertex: its GT instance 0..G-1, or G for void.
     column_of_uniq = np.where(is_instance, np.cumsum(is_instance) - 1, num_gt)
-    vertex_column = column_of_uniq[inverse.reshape(-1)]
+    vertex_column = column_of_uniq[inverse]
 
     # Predictions: evaluated classes only, then at least MIN_REGION_SIZE vertices.
     pred_class_all = classes.index_of(prediction.class_ids)
@@ -126,6 +130,18 @@ def compute_scene_overlaps(gt_ids: np.ndarray, prediction: ScenePrediction, clas
     )
 
 
+def _unique_ids(gt_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """np.unique(gt_ids, return_inverse=True, return_counts=True), via a bincount table when ids are small."""
+    if gt_ids.size == 0 or gt_ids.max() >= _DIRECT_ID_BOUND:
+        uniq, inverse, counts = np.unique(gt_ids, return_inverse=True, return_counts=True)
+        return uniq, inverse.reshape(-1), counts
+    table = np.bincount(gt_ids)
+    uniq = np.flatnonzero(table)
+    position = np.zeros(table.shape[0], np.int64)
+    position[uniq] = np.arange(uniq.shape[0])
+    return uniq, position[gt_ids], table[uniq]
+
+
 def _intersections(prediction: ScenePrediction, rows: np.ndarray, vertex_column: np.ndarray,
                    num_columns: int) -> tuple[np.ndarray, np.ndarray]:
     """Vertices shared by each selected prediction and each column (GT instances, then void).
@@ -144,10 +160,25 @@ def _intersections(prediction: ScenePrediction, rows: np.ndarray, vertex_column:
         counts = counts.reshape(num_segments, num_columns).astype(np.float64)
         inter = np.rint(masks.segment_masks[rows].astype(np.float64) @ counts).astype(np.int64)
         return inter, inter.sum(axis=1)
-    dense = masks[rows] if num_rows != masks.shape[0] else masks
-    row, vertex = np.nonzero(dense)
-    inter = np.bincount(row * num_columns + vertex_column[vertex], minlength=num_rows * num_columns)
-    inter = inter.reshape(num_rows, num_columns).astype(np.int64)
+    num_vertices = masks.shape[1]
+    if masks.flags.f_contiguous and not masks.flags.c_contiguous and num_rows == masks.shape[0]:
+        # Column-major masks (e.g. from ``seg_masks[:, segment_ids]``): scan the transposed view in
+        # memory order instead of copying it.
+        vertex, row = np.divmod(np.flatnonzero(masks.T), num_rows)
+        inter = np.bincount(row * num_columns + vertex_column[vertex], minlength=num_rows * num_columns)
+        inter = inter.reshape(num_rows, num_columns).astype(np.int64)
+        return inter, inter.sum(axis=1)
+    inter = np.zeros((num_rows, num_columns), np.int64)
+    # Row blocks of ~2M mask entries: the block stays in cache, and the flat indices stay small.
+    block = max(1, _BLOCK_ENTRIES // max(num_vertices, 1))
+    all_rows = num_rows == masks.shape[0]
+    for start in range(0, num_rows, block):
+        stop = min(start + block, num_rows)
+        dense = masks[start:stop] if all_rows else masks[rows[start:stop]]
+        flat = np.flatnonzero(dense)
+        row, vertex = np.divmod(flat, num_vertices)
+        counts = np.bincount(row * num_columns + vertex_column[vertex], minlength=(stop - start) * num_columns)
+        inter[start:stop] = counts.reshape(stop - start, num_columns)
     return inter, inter.sum(axis=1)
 
 
