@@ -1,0 +1,78 @@
+"""The instance segmentation task: model + criterion for training, postprocessing + the ScanNet
+evaluator for validation. This is the :class:`pointformer.engine.trainer.Task` the trainer runs.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from pointformer.data.collate import SceneBatch
+from pointformer.evaluation import ScenePrediction, SegmentMasks, evaluate_scenes
+from pointformer.inference.postprocess import Postprocessor
+from pointformer.losses import InstanceCriterion
+
+
+class InstanceSegmentationTask:
+    """Train with ``criterion``; predict with ``postprocessor``; evaluate with the ScanNet protocol.
+
+    Args:
+        criterion: the loss over every decoder stage (``pointformer.losses.build_criterion``).
+        postprocessor: per-scene inference rule matching the loss family.
+        class_ids: dataset class id (ScanNet: nyu40) of each model class index 0..C-1.
+        dataset: evaluation protocol ("scannet" or "s3dis").
+        eval_num_queries: queries per scene at validation/test time (None: the decoder's default).
+        eval_seed: seeds the first FPS query at evaluation, so predictions are reproducible.
+    """
+
+    def __init__(self, *, criterion: InstanceCriterion, postprocessor: Postprocessor, class_ids: Sequence[int],
+                 dataset: str = "scannet", eval_num_queries: Optional[int] = None, eval_seed: int = 0) -> None:
+        self.criterion = criterion
+        self.postprocessor = postprocessor
+        self.class_ids = [int(c) for c in class_ids]
+        self.dataset = dataset
+        self.eval_num_queries = eval_num_queries
+        self.eval_seed = eval_seed
+
+    def training_loss(self, model: torch.nn.Module, batch: SceneBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        out = model(batch)
+        losses = self.criterion(out.layers, out.query_seed_token, batch.targets, out.token_objectness)
+        # the last stage's terms (and objectness) are logged; per-layer terms would flood the progress bar
+        logs = {k: float(v) for k, v in losses.items() if k != "loss" and "/" not in k}
+        return losses["loss"], logs
+
+    @torch.no_grad()
+    def predict_instances(self, model: torch.nn.Module, batch: SceneBatch) -> list[tuple[Any, torch.Tensor]]:
+        """Per scene: (InstancePrediction over tokens, scene-local token of every point long [P_b])."""
+        generator = torch.Generator(device=batch.xyz.device)
+        generator.manual_seed(self.eval_seed)
+        out = model(batch, num_queries=self.eval_num_queries, generator=generator)
+        final = out.final
+        weights = out.tokens.split(out.tokens.weights)
+        point_tokens = out.scene_point_to_token()
+        results = []
+        for b in range(out.batch_size):
+            background = None if final.background_logits is None else final.background_logits[b].float()
+            instances = self.postprocessor(final.mask_logits[b].float(), background, final.class_logits[b].float(),
+                                           weights[b].float())
+            results.append((instances, point_tokens[b]))
+        return results
+
+    def predict(self, model: torch.nn.Module, batch: SceneBatch) -> list[ScenePrediction]:
+        """One ScenePrediction per scene, masks kept per superpoint (``SegmentMasks``: M x S, not M x V)."""
+        predictions = []
+        for instances, point_tokens in self.predict_instances(model, batch):
+            predictions.append(ScenePrediction(
+                masks=SegmentMasks(segment_masks=instances.masks.cpu().numpy(), segment_ids=point_tokens.cpu().numpy()),
+                class_ids=instances.class_ids(self.class_ids).numpy(),
+                scores=instances.scores.float().cpu().numpy()))
+        return predictions
+
+    def evaluate(self, gt_ids: Sequence[np.ndarray], predictions: Sequence[ScenePrediction],
+                 scene_ids: Sequence[str]) -> dict[str, Any]:
+        result = evaluate_scenes(list(gt_ids), list(predictions), dataset=self.dataset, scene_names=list(scene_ids))
+        metrics = result.as_dict()
+        metrics["table"] = result.table()
+        metrics["num_predictions"] = int(sum(len(p.scores) for p in predictions))
+        return metrics
