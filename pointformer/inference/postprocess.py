@@ -49,6 +49,24 @@ class InstancePrediction:
         return InstancePrediction(masks=token_masks_to_points(self.masks, token_index),
                                   class_index=self.class_index, scores=self.scores, query_index=self.query_index)
 
+    def to_scene_prediction(self, token_index: Tensor, dataset_ids: tuple[int, ...] | list[int]) -> Any:
+        """The evaluator's / submission writer's `ScenePrediction` over the V vertices.
+
+        Args:
+            token_index: long [V], the token of every vertex (-1: none).
+            dataset_ids: dataset class id of each class index (e.g. SCANNET_INSTANCE_IDS).
+        Token masks travel as `SegmentMasks` (M·P memory instead of M·V) when every vertex has a token.
+        """
+        from pointformer.evaluation import ScenePrediction, SegmentMasks
+
+        ids = self.class_ids(dataset_ids).numpy()
+        scores = self.scores.detach().float().cpu().numpy()
+        if token_index.numel() and int(token_index.min()) >= 0:
+            masks: Any = SegmentMasks(self.masks.cpu().numpy(), token_index.cpu().numpy())
+        else:
+            masks = token_masks_to_points(self.masks, token_index).cpu().numpy()
+        return ScenePrediction(masks=masks, class_ids=ids, scores=scores)
+
     def class_ids(self, dataset_ids: tuple[int, ...] | list[int]) -> Tensor:
         """Dataset class ids (e.g. ScanNet nyu40 ids) of the instances: dataset_ids[class_index]."""
         lut = torch.as_tensor(list(dataset_ids), dtype=torch.long)
