@@ -241,7 +241,8 @@ class InstanceSegmentor3D(nn.Module):
         sparse, point_to_voxel = voxelize(batch.xyz, batch.features, batch.batch_index(), self.voxel_size)
         out = self.backbone(sparse)
         voxel_features = out.features.feats if hasattr(out, "features") else out.feats
-        return voxel_features[point_to_voxel], point_to_voxel, int(sparse.coords.shape[0])
+        # index_select: the same gather as voxel_features[point_to_voxel], with a cheaper backward on CPU
+        return voxel_features.index_select(0, point_to_voxel), point_to_voxel, int(sparse.coords.shape[0])
 
     def forward(
         self, batch: Any, *, num_queries: Optional[int] = None, generator: Optional[torch.Generator] = None
