@@ -9,7 +9,7 @@ from typing import Optional
 
 from pointformer.evaluation.files import EvaluationInputError, evaluate_folders, pair_scene_files
 from pointformer.evaluation.protocol import DATASETS
-from pointformer.evaluation.result import _write_text_atomic
+from pointformer.io.scannet import atomic_write_text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,9 +53,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.csv:
         result.to_csv(args.csv)
     if args.json:
-        from pathlib import Path
-
-        _write_text_atomic(Path(args.json), json.dumps(result.as_dict(), indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(result.as_dict(), indent=2) + "\n")
     return 0
 
 

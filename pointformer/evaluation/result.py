@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
 from pointformer.evaluation.protocol import AP25_COLUMN, AP50_COLUMN, AP_COLUMNS, IOU_THRESHOLDS
+from pointformer.io.scannet import atomic_write_text
 
 
 def _nanmean(values: np.ndarray) -> float:
@@ -105,7 +104,7 @@ class EvaluationResult:
 
     def to_csv(self, path: str | os.PathLike) -> None:
         """Write :meth:`csv_text` atomically to ``path``."""
-        _write_text_atomic(Path(path), self.csv_text())
+        atomic_write_text(path, self.csv_text())
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary (NaN stays float NaN; json.dumps writes it as NaN)."""
@@ -120,15 +119,3 @@ class EvaluationResult:
                        precision=dict(self.precision), recall=dict(self.recall))
         return out
 
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
