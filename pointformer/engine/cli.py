@@ -71,48 +71,6 @@ def train_main(argv: Sequence[str]) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------------------------- shared
-def load_trained(checkpoint: str | os.PathLike, overrides: Sequence[str], *, device: str = "auto"):
-    """(cfg, model in eval mode on its device, payload) from a checkpoint + plain-key overrides."""
-    import torch
-
-    from pointformer.engine.build import build_model
-    from pointformer.engine.checkpoint import load_checkpoint
-    from pointformer.engine.config import apply_overrides, load_config_yaml
-
-    payload = load_checkpoint(checkpoint)
-    cfg = apply_overrides(load_config_yaml(payload["config"]), overrides)
-    model = build_model(cfg)
-    model.load_state_dict(payload["model"])
-    use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
-    model = model.to("cuda" if use_cuda else "cpu").eval()
-    return cfg, model, payload
-
-
-def predict_split(cfg, model, split: str, *, limit: Optional[int] = None, progress: bool = True):
-    """(dataset, task, list of (scene_id, gt_ids or None, ScenePrediction, num_mesh_vertices))."""
-    import torch
-    from torch.utils.data import DataLoader
-
-    from pointformer.data.collate import collate_scenes
-    from pointformer.engine.build import build_task, check_classes, make_dataset
-
-    dataset = make_dataset(cfg, split, train=False, limit=limit)
-    task = build_task(cfg, check_classes(cfg, dataset))
-    device = next(model.parameters()).device
-    loader = DataLoader(dataset, batch_size=1, shuffle=False, collate_fn=collate_scenes)
-    if progress:
-        from tqdm import tqdm
-
-        loader = tqdm(loader, desc=f"predict {split}", dynamic_ncols=True)
-    results = []
-    with torch.no_grad():
-        for batch in loader:
-            predictions = task.predict(model, batch.to(device))
-            results.extend(zip(batch.scene_ids, batch.gt_ids, predictions, batch.num_mesh_vertices))
-    return dataset, task, results
-
-
 # ------------------------------------------------------------------------------------------- evaluate-model
 def evaluate_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
@@ -130,6 +88,7 @@ def evaluate_main(argv: Sequence[str]) -> int:
 
     from pointformer.engine.checkpoint import CheckpointError
     from pointformer.engine.config import ConfigError
+    from pointformer.engine.predict import load_trained, predict_split
 
     try:
         cfg, model, payload = load_trained(args.checkpoint, args.overrides, device=args.device)
@@ -137,21 +96,18 @@ def evaluate_main(argv: Sequence[str]) -> int:
         _, task, results = predict_split(cfg, model, split, limit=args.limit)
         if any(gt is None for _, gt, _, _ in results):
             return _fail("evaluate-model", f"split {split!r} has no ground truth (a test split?); choose a labelled split")
-        metrics = task.evaluate([gt for _, gt, _, _ in results], [p for _, _, p, _ in results], [s for s, _, _, _ in results])
-    except (ConfigError, CheckpointError) as exc:
+        result = task.evaluate_result([gt for _, gt, _, _ in results], [p for _, _, p, _ in results],
+                                      [s for s, _, _, _ in results])
+    except (ConfigError, CheckpointError, ValueError) as exc:  # every input error is a ValueError with a message
         return _fail("evaluate-model", str(exc))
-    print(metrics["table"])
-    print(f"{split}: {len(results)} scenes, step {payload['step']}: mAP {metrics['map']:.4f}  "
-          f"mAP50 {metrics['map50']:.4f}  mAP25 {metrics['map25']:.4f}")
+    print(result.table())
+    print(f"{split}: {len(results)} scenes, checkpoint step {payload['step']}: mAP {result.map:.4f}  "
+          f"mAP50 {result.map50:.4f}  mAP25 {result.map25:.4f}")
     if args.out:
-        from pointformer.evaluation import evaluate_scenes
-
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        result = evaluate_scenes([gt for _, gt, _, _ in results], [p for _, _, p, _ in results],
-                                 dataset=str(cfg.data.dataset), scene_names=[s for s, _, _, _ in results])
         result.to_csv(out / "eval.csv")
-        (out / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != "table"}, indent=1, default=str))
+        (out / "metrics.json").write_text(json.dumps(result.as_dict(), indent=1, default=str))
         print(f"wrote {out / 'eval.csv'} and {out / 'metrics.json'}")
     return 0
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from pointformer.data.collate import SceneBatch
-from pointformer.evaluation import ScenePrediction, SegmentMasks, evaluate_scenes
+from pointformer.evaluation import EvaluationResult, ScenePrediction, SegmentMasks, evaluate_scenes
 from pointformer.inference.postprocess import Postprocessor
 from pointformer.losses import InstanceCriterion
 
@@ -69,9 +69,15 @@ class InstanceSegmentationTask:
                 scores=instances.scores.float().cpu().numpy()))
         return predictions
 
+    def evaluate_result(self, gt_ids: Sequence[np.ndarray], predictions: Sequence[ScenePrediction],
+                        scene_ids: Sequence[str]) -> EvaluationResult:
+        """The evaluator's full result (table, CSV) for a split's predictions."""
+        return evaluate_scenes(list(gt_ids), list(predictions), dataset=self.dataset, scene_names=list(scene_ids))
+
     def evaluate(self, gt_ids: Sequence[np.ndarray], predictions: Sequence[ScenePrediction],
                  scene_ids: Sequence[str]) -> dict[str, Any]:
-        result = evaluate_scenes(list(gt_ids), list(predictions), dataset=self.dataset, scene_names=list(scene_ids))
+        """Metrics dict for logging: map, map50, map25, per-class ap/ap50/ap25, the printed table."""
+        result = self.evaluate_result(gt_ids, predictions, scene_ids)
         metrics = result.as_dict()
         metrics["table"] = result.table()
         metrics["num_predictions"] = int(sum(len(p.scores) for p in predictions))
