@@ -236,3 +236,26 @@ def test_in_memory_errors_name_the_scene():
         evaluate_scenes([np.zeros(V, np.int64)], [good], dataset="kitti")
     with pytest.raises(ValueError, match="vertex 3 has -1"):
         evaluate_scenes([np.r_[0, 0, 0, -1, np.zeros(V - 4, int)]], [good])
+
+
+def test_s3dis_folders_through_the_cli(tmp_path, capsys):
+    V = 600
+    gt = np.zeros(V, np.int64)
+    gt[:300], gt[300:] = 9001, 13002     # a chair and clutter
+    masks = np.zeros((2, V), bool)
+    masks[0, :300] = True
+    masks[1, 300:450] = True             # clutter half covered: IoU 0.5 -> TP for P/R (>=), not for AP50 (>)
+    pred = ScenePrediction(masks, np.array([9, 13]), np.array([0.9, 0.8]))
+    _write_gt(tmp_path / "gt", ["Area_5_office_1"], [gt])
+    write_prediction_folder(tmp_path / "pred", {"Area_5_office_1": pred}, dataset="s3dis")
+    assert evaluate_main([str(tmp_path / "pred"), str(tmp_path / "gt"), "--dataset", "s3dis", "--quiet",
+                          "--csv", str(tmp_path / "s.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "prec_50%" in out and "chair" in out and "clutter" in out
+    rows = (tmp_path / "s.csv").read_text().splitlines()
+    assert rows[9] == "chair,9,1.0,1.0,1.0" and rows[13].startswith("clutter,13,0.0,0.0,1.0")
+    result = evaluate_scenes([gt], [pred], dataset="s3dis")
+    assert result.precision["clutter"] == 1.0 and result.mean_recall == 1.0
+    # The class set decides what an id means: under ScanNet, 9 is nyu40 "window" and 13 is not evaluated.
+    scannet = evaluate_scenes([gt], [pred])
+    assert scannet.ap["window"] == 1.0 and scannet.map == 1.0 and scannet.precision is None

@@ -229,3 +229,10 @@ def test_scene_list_defines_the_expected_scenes(good_zip, scans, tmp_path):
     assert [str(p) for p in report.problems][0].startswith("scene0710_00.txt: missing")
     # warns that a ScanNet test split has 100 scenes
     assert any("100" in str(w) for w in report.warnings)
+
+
+def test_validate_submission_through_the_pointformer_cli(good_zip, scans, capsys):
+    from pointformer.cli import main as cli_main
+
+    assert cli_main(["validate-submission", str(good_zip), "--scans", str(scans)]) == 0
+    assert "OK: ready to upload" in capsys.readouterr().out
