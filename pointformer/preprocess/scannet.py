@@ -248,8 +248,9 @@ def plan_splits(raw_root: str | os.PathLike, split_dir: Optional[str | os.PathLi
             if not have[s]:
                 other = "val" if s == "train" else "train"
                 plan.scenes[s] = {i: raw_root / "scans" / i for i in scans if i not in plan.scenes[other]}
-                plan.notes.append(f"{lists[s].name} not found: the {len(plan.scenes[s])} scenes under scans/ "
-                                  f"not in {SPLIT_FILE_NAMES[other]} go to {s}")
+                if plan.scenes[s]:
+                    plan.notes.append(f"{lists[s].name} not found: the {len(plan.scenes[s])} scenes under scans/ "
+                                      f"not in {SPLIT_FILE_NAMES[other]} go to {s}")
         unlisted = [i for i in scans if i not in plan.scenes["train"] and i not in plan.scenes["val"]]
         if unlisted:
             plan.notes.append(f"{len(unlisted)} scenes under scans/ are in no split file and are skipped "
