@@ -45,9 +45,8 @@ def mask_to_text(mask: np.ndarray) -> bytes:
     return out.tobytes()
 
 
-def iter_submission_files(predictions: Mapping[str, ScenePrediction], *, dataset: str = "scannet"
-                          ) -> Iterator[tuple[str, bytes]]:
-    """(relative path, content) of every file of the submission; checks everything before yielding a scene."""
+def check_predictions(predictions: Mapping[str, ScenePrediction], *, dataset: str = "scannet") -> None:
+    """ValueError (naming the scene) for anything the benchmark would reject; run before writing anything."""
     classes = class_set(dataset)
     allowed = set(classes.ids)
     for scene, pred in predictions.items():
@@ -62,11 +61,17 @@ def iter_submission_files(predictions: Mapping[str, ScenePrediction], *, dataset
         if pred.num_masks and not np.isfinite(pred.scores).all():
             i = int(np.flatnonzero(~np.isfinite(pred.scores))[0])
             raise ValueError(f"submission: {scene}: confidence of instance {i} is {pred.scores[i]} (must be finite)")
+
+
+def iter_submission_files(predictions: Mapping[str, ScenePrediction], *, dataset: str = "scannet"
+                          ) -> Iterator[tuple[str, bytes]]:
+    """(relative path, content) of every file of the submission; all scenes are checked first."""
+    check_predictions(predictions, dataset=dataset)
+    for scene, pred in predictions.items():
         lines = []
         for start in range(0, pred.num_masks, _ROWS_PER_CHUNK):
             rows = np.arange(start, min(start + _ROWS_PER_CHUNK, pred.num_masks))
-            dense = pred.dense_masks(rows)
-            for i, mask in zip(rows.tolist(), dense):
+            for i, mask in zip(rows.tolist(), pred.dense_masks(rows)):
                 rel = f"{MASK_DIR}/{scene}_{i:03d}.txt"
                 lines.append(f"{rel} {int(pred.class_ids[i])} {format_confidence(pred.scores[i])}\n")
                 yield rel, mask_to_text(mask)
