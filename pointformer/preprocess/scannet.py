@@ -29,7 +29,7 @@ import numpy as np
 
 from pointformer.io.labels import SCANNET_SEMANTIC_IDS, SCANNET_SEMANTIC_NAMES
 from pointformer.io.scannet import (
-    LABEL_MAP_NAME, SPLIT_FILE_NAMES, RawScanNetScene, ScanNetFormatError, atomic_write_text, discover_scenes,
+    LABEL_MAP_NAME, SPLIT_FILE_NAMES, RawScanNetScene, SceneFiles, ScanNetFormatError, atomic_write_text, discover_scenes,
     file_sha1, read_label_map, read_scannet_scene, read_split_file,
 )
 from pointformer.io.scene import Manifest, Scene, SceneFormatError, load_scene, save_scene
@@ -113,11 +113,11 @@ def _scene_paths(task: SceneTask) -> tuple[Path, Path]:
 
 
 def _source_files(task: SceneTask) -> list[Path]:
-    sid, folder = task.scene_id, task.folder
-    names = [f"{sid}_vh_clean_2.ply", f"{sid}.txt"]
+    files = SceneFiles(scene_id=task.scene_id, folder=task.folder)
+    paths = [files.mesh, files.meta]
     if task.split != "test":
-        names += [f"{sid}_vh_clean_2.labels.ply", f"{sid}_vh_clean_2.0.010000.segs.json", f"{sid}.aggregation.json"]
-    return [folder / n for n in names if (folder / n).exists()]
+        paths += [files.labels, files.segs, files.aggregation]
+    return [p for p in paths if p.exists()]
 
 
 def _checksums(task: SceneTask, label_map_sha1: Optional[str]) -> dict[str, str]:

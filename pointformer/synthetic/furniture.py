@@ -8,7 +8,7 @@ layout is decided once and can be meshed at any density.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Union
+from typing import Union
 
 import numpy as np
 
@@ -157,11 +157,11 @@ def bookshelf(rng: np.random.Generator) -> Shape:
     return Shape(parts, w, d, h)
 
 
-def counter(rng: np.random.Generator, *, with_sink: bool) -> Shape:
+def counter(rng: np.random.Generator) -> Shape:
     w, d, h = rng.uniform(1.6, 2.8), rng.uniform(0.6, 0.7), rng.uniform(0.88, 0.93)
     parts: list[Part] = [Box((0, 0.02, (h - 0.04) / 2), (w / 2 - 0.02, d / 2 - 0.02, (h - 0.04) / 2)),
                          Box((0, 0, h - 0.02), (w / 2, d / 2, 0.02))]
-    return Shape(parts, w, d, h, top_z=h, top_half=(w / 2 - 0.4, d / 2 - 0.25), extra={"with_sink": with_sink})
+    return Shape(parts, w, d, h, top_z=h, top_half=(w / 2 - 0.4, d / 2 - 0.25))
 
 
 def refrigerator(rng: np.random.Generator) -> Shape:
@@ -289,5 +289,3 @@ def tv(rng: np.random.Generator) -> Shape:
     h = w * 0.58
     return Shape([Box((0, -0.04, h / 2), (w / 2, 0.04, h / 2))], w, 0.08, h)
 
-
-BuildFn = Callable[..., Shape]

@@ -111,8 +111,8 @@ class _Planner:
         return not any(_overlap(rect, r, margin) for r in L._floor)
 
     def on_wall(self, raw_label: str, shape: fu.Shape, *, z0: float = 0.0, floor_standing: bool = True,
-                wall: Optional[int] = None, tries: int = 40, wall_margin: float = 0.05,
-                ignore: tuple = ()) -> Optional[tuple[PlacedObject, int, float]]:
+                wall: Optional[int] = None, tries: int = 40,
+                wall_margin: float = 0.05) -> Optional[tuple[PlacedObject, int, float]]:
         """Place a shape with its back on a wall (random wall and position); None when it does not fit."""
         L, rng = self.layout, self.rng
         back = shape.depth / 2 if floor_standing else 0.0
@@ -123,7 +123,7 @@ class _Planner:
                 continue
             s = float(rng.uniform(shape.width / 2 + 0.05, length - shape.width / 2 - 0.05))
             wrect = (s - shape.width / 2, z0, s + shape.width / 2, z0 + shape.height)
-            if any(_overlap(wrect, r, wall_margin) for r in L._wall[k] if r not in ignore):
+            if any(_overlap(wrect, r, wall_margin) for r in L._wall[k]):
                 continue
             pos = start + s * along + back * normal
             yaw = math.atan2(normal[0], -normal[1])
@@ -303,7 +303,7 @@ def plan_room(rng: np.random.Generator, scene_type: str) -> Layout:
     elif scene_type == "Kitchen":
         windows(1, curtains=rng.random() < 0.5)
         for i in range(int(rng.integers(1, 3))):
-            cshape = fu.counter(rng, with_sink=(i == 0))
+            cshape = fu.counter(rng)
             placed = P.on_wall(str(rng.choice(["kitchen counter", "counter"])), cshape)
             if placed is not None and i == 0:
                 sink_shape = fu.sink(rng, standalone=False)
