@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pointformer.evaluation import ScanNetEvaluator, ScenePrediction, SegmentMasks, evaluate_folders
+from pointformer.evaluation import ScanNetEvaluator, ScenePrediction, SegmentMasks, evaluate_folders, write_gt_file
 from pointformer.export import validate_submission, write_prediction_folder, write_submission
 from pointformer.io.labels import SCANNET_INSTANCE_IDS
 from pointformer.io.ply import write_ply
@@ -122,7 +122,7 @@ def bench_files(args) -> list[dict]:
             gts[name] = gt
         (work / "gt").mkdir()
         for name, gt in gts.items():
-            (work / "gt" / f"{name}.txt").write_text("".join(f"{v}\n" for v in gt.tolist()))
+            write_gt_file(work / "gt" / f"{name}.txt", gt)
         scale = args.scenes / args.file_scenes
         t0 = time.perf_counter()
         write_prediction_folder(work / "pred", preds)

@@ -9,7 +9,8 @@ In memory::
 From files (the official contract): :func:`evaluate_folders` or ``pointformer evaluate PRED GT``.
 """
 from pointformer.evaluation.average_precision import scannet_average_precision
-from pointformer.evaluation.files import evaluate_folders, read_gt_ids, read_mask_file, read_prediction_file
+from pointformer.evaluation.files import (EvaluationInputError, evaluate_folders, read_gt_ids, read_mask_file,
+                                          read_prediction_file, write_gt_file)
 from pointformer.evaluation.overlaps import SceneOverlaps, compute_scene_overlaps
 from pointformer.evaluation.prediction import ScenePrediction, SegmentMasks
 from pointformer.evaluation.protocol import IOU_THRESHOLDS, MIN_REGION_SIZE, ClassSet, class_set
@@ -17,7 +18,8 @@ from pointformer.evaluation.result import EvaluationResult
 from pointformer.evaluation.scannet import ScanNetEvaluator, evaluate_scenes
 
 __all__ = [
-    "ClassSet", "EvaluationResult", "IOU_THRESHOLDS", "MIN_REGION_SIZE", "ScanNetEvaluator", "SceneOverlaps",
-    "ScenePrediction", "SegmentMasks", "class_set", "compute_scene_overlaps", "evaluate_folders",
-    "evaluate_scenes", "read_gt_ids", "read_mask_file", "read_prediction_file", "scannet_average_precision",
+    "ClassSet", "EvaluationInputError", "EvaluationResult", "IOU_THRESHOLDS", "MIN_REGION_SIZE",
+    "ScanNetEvaluator", "SceneOverlaps", "ScenePrediction", "SegmentMasks", "class_set",
+    "compute_scene_overlaps", "evaluate_folders", "evaluate_scenes", "read_gt_ids", "read_mask_file",
+    "read_prediction_file", "scannet_average_precision", "write_gt_file",
 ]

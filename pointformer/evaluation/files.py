@@ -22,10 +22,12 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from pointformer.evaluation.overlaps import check_gt_ids
 from pointformer.evaluation.prediction import ScenePrediction
 from pointformer.evaluation.protocol import class_set
 from pointformer.evaluation.result import EvaluationResult
 from pointformer.evaluation.scannet import ScanNetEvaluator
+from pointformer.io.scannet import atomic_write_text
 
 # The official script writes its result next to the predictions under this name; it is not a scene.
 OFFICIAL_RESULT_NAME = "semantic_instance_evaluation.txt"
@@ -112,6 +114,12 @@ def read_gt_ids(path: str | os.PathLike) -> np.ndarray:
         raise EvaluationInputError(f"{path}: line {line}: GT id {ids[line - 1]} is negative "
                                    "(expected label*1000+instance, 0 = unannotated)")
     return ids
+
+
+def write_gt_file(path: str | os.PathLike, gt_ids: np.ndarray) -> None:
+    """Write one scene's GT ids (int [V], label*1000+inst) in the official format, atomically."""
+    gt_ids = check_gt_ids(gt_ids, str(path))
+    atomic_write_text(path, "".join(f"{v}\n" for v in gt_ids.tolist()))
 
 
 def read_mask_file(path: str | os.PathLike, num_vertices: int, *, referenced_from: str = "") -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pointformer.evaluation import ScenePrediction, evaluate_folders, evaluate_scenes, read_gt_ids
+from pointformer.evaluation import ScenePrediction, evaluate_folders, evaluate_scenes, read_gt_ids, write_gt_file
 from pointformer.evaluation.cli import main as evaluate_main
 from pointformer.evaluation.files import EvaluationInputError, parse_int_lines
 from pointformer.export import write_prediction_folder
@@ -41,9 +41,8 @@ def _random_scenes(seed: int, n: int = 3, V: int = 1200):
 
 
 def _write_gt(folder: Path, names, gts):
-    folder.mkdir(parents=True, exist_ok=True)
     for name, gt in zip(names, gts):
-        (folder / f"{name}.txt").write_text("".join(f"{int(v)}\n" for v in gt))
+        write_gt_file(folder / f"{name}.txt", gt)
 
 
 @pytest.fixture
@@ -172,6 +171,8 @@ def test_bad_mask_value_and_bad_gt_line_name_the_line(folders):
     _set_lines(gt_file, gt_lines)
     with pytest.raises(EvaluationInputError, match=rf"{names[0]}\.txt: line 10: '3001.5' is not an integer"):
         read_gt_ids(gt_file)
+    ids = read_gt_ids(gt_dir / f"{names[1]}.txt")
+    np.testing.assert_array_equal(ids, folders[3][1])  # write_gt_file -> read_gt_ids round trip
     gt_lines[9] = "-5"
     _set_lines(gt_file, gt_lines)
     with pytest.raises(EvaluationInputError, match="line 10: GT id -5 is negative"):
