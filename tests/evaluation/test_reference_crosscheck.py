@@ -240,3 +240,44 @@ def test_mask_memory_layouts_and_row_blocks_give_the_same_result():
     sub = ScenePrediction(masks[keep][:, small], classes[keep], scores[keep])
     np.testing.assert_allclose(evaluate_scenes([gt[small]], [sub]).ap_matrix, reference_evaluate([gt[small]], [sub]),
                                rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_closed_form_matching_equals_the_step_by_step_walk(seed):
+    """Where no prediction is a candidate of two GT instances, the closed form must equal the walk."""
+    from pointformer.evaluation import compute_scene_overlaps
+    from pointformer.evaluation.protocol import class_set
+    from pointformer.evaluation.scannet import _walk
+
+    rng = np.random.default_rng(50 + seed)
+    checked = 0
+    for _ in range(4):
+        gt, pred = random_scene(rng, 1500)
+        scene = compute_scene_overlaps(gt, pred, class_set("scannet"))
+        iou = scene.pair_iou
+        for t in np.append(np.arange(0.5, 0.95, 0.05), 0.25):
+            cand = (iou > t) & (scene.gt_size[scene.pair_gt] >= 100)
+            wp, wg = scene.pair_pred[cand], scene.pair_gt[cand]
+            if wp.size == 0 or np.bincount(wp).max() > 1:
+                continue
+            classes, trues, scores, matched = _walk(scene, wp, wg)
+            order = np.lexsort((-scene.pred_score[wp], wg))
+            first = np.r_[True, wg[order][1:] != wg[order][:-1]]
+            closed = sorted(zip(scene.gt_class[wg[order]].tolist(), first.astype(float).tolist(),
+                                scene.pred_score[wp][order].tolist()))
+            assert sorted(zip(classes.tolist(), trues.tolist(), scores.tolist())) == closed
+            assert sorted(matched.tolist()) == sorted(set(wg.tolist()))
+            checked += 1
+    assert checked >= 5
+
+
+def test_torch_tensors_are_accepted():
+    torch = pytest.importorskip("torch")
+    gt = np.zeros(400, np.int64)
+    gt[:200] = 3001
+    masks = torch.zeros(2, 400, dtype=torch.bool)
+    masks[0, :200] = True
+    masks[1, 200:350] = True
+    pred = ScenePrediction(masks, torch.tensor([3, 3]), torch.tensor([0.9, 0.99], dtype=torch.float32))
+    assert evaluate_scenes([gt], [pred]).ap["cabinet"] == 1.0  # the second mask lies on void
+    assert pred.scores.dtype == np.float64 and pred.masks.dtype == np.bool_
