@@ -400,33 +400,48 @@ def preprocess_scannet(raw_root: str | os.PathLike, out_dir: str | os.PathLike, 
             save_manifests()
             last_save = time.perf_counter()
 
-    bar = _progress_bar(len(tasks), enabled=progress)
-    redirect = contextlib.nullcontext()
-    if progress:
-        from tqdm.contrib.logging import logging_redirect_tqdm
+    with contextlib.ExitStack() as stack:
+        stack.callback(save_manifests)  # runs last: also after an interruption or an error
+        bar = stack.enter_context(contextlib.closing(_progress_bar(len(tasks), enabled=progress)))
+        if progress:
+            from tqdm.contrib.logging import logging_redirect_tqdm
 
-        redirect = logging_redirect_tqdm()  # log lines above the bar, not through it
-    try:
-        redirect.__enter__()
+            stack.enter_context(logging_redirect_tqdm())  # log lines above the bar, not through it
         if workers == 1 or len(tasks) <= 1:
-            with _quiet_reader():
-                for task in tasks:
-                    record(process_scene(task, label_map, label_map_sha1))
-                    bar.update(1)
+            stack.enter_context(_quiet_reader())
+            results: Iterator[SceneResult] = (process_scene(t, label_map, label_map_sha1) for t in tasks)
         else:
-            methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            with ctx.Pool(min(workers, len(tasks)), initializer=_init_worker,
-                          initargs=(label_map, label_map_sha1)) as pool:
-                for result in pool.imap_unordered(_process_in_worker, tasks, chunksize=1):
-                    record(result)
-                    bar.update(1)
-    finally:
-        bar.close()
-        redirect.__exit__(None, None, None)
-        save_manifests()
+            results = _run_parallel(tasks, workers, label_map, label_map_sha1)
+        for result in results:
+            record(result)
+            bar.update(1)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _run_parallel(tasks: list[SceneTask], workers: int, label_map: Optional[dict[str, int]],
+                  label_map_sha1: Optional[str]) -> Iterator[SceneResult]:
+    """Results in completion order. A worker that dies (killed for memory, a crash in native code)
+    fails the scenes still in flight instead of hanging the run, as multiprocessing.Pool would."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    executor = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker,
+                                   initargs=(label_map, label_map_sha1))
+    try:
+        futures = {executor.submit(_process_in_worker, task): task for task in tasks}
+        for future in as_completed(futures):
+            task = futures[future]
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                yield SceneResult(task.scene_id, task.split, "failed",
+                                  error=f"scene {task.scene_id}: {task.folder}: a worker process died while "
+                                        "this scene was pending (out of memory?); re-run to retry it")
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 class _NoBar:

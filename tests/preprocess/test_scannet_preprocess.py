@@ -216,3 +216,23 @@ def test_cli_usage_errors(tmp_path, capsys):
 def test_only_selected_scenes(release, tmp_path):
     summary = P.preprocess_scannet(release.root, tmp_path / "o", scenes=["scene0002_00"], progress=False)
     assert summary.done == ["scene0002_00"]
+
+
+@pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(),
+                    reason="the patched function reaches the workers only through fork")
+def test_a_dying_worker_fails_its_scenes_instead_of_hanging(release, tmp_path, monkeypatch):
+    import os
+    root = _copy_release(release, tmp_path)
+    real = P.process_scene
+
+    def dies_on_one_scene(task, *args, **kwargs):
+        if task.scene_id == "scene0001_00":
+            os._exit(1)  # like the kernel's OOM killer
+        return real(task, *args, **kwargs)
+
+    monkeypatch.setattr(P, "process_scene", dies_on_one_scene)  # inherited by the forked workers
+    summary = P.preprocess_scannet(root, tmp_path / "o", workers=2, progress=False)
+    assert "scene0001_00" in summary.failed and "worker process died" in summary.failed["scene0001_00"]
+    monkeypatch.setattr(P, "process_scene", real)
+    again = P.preprocess_scannet(root, tmp_path / "o", workers=2, progress=False)
+    assert again.ok and "scene0001_00" in again.done
