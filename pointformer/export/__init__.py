@@ -2,4 +2,7 @@
 from pointformer.export.submission import MASK_DIR, check_predictions, write_prediction_folder, write_submission
 from pointformer.export.validate import ValidationReport, validate_submission
 
-__all__ = ["MASK_DIR", "check_predictions", "ValidationReport", "validate_submission", "write_prediction_folder", "write_submission"]
+__all__ = [
+    "MASK_DIR", "ValidationReport", "check_predictions", "validate_submission", "write_prediction_folder",
+    "write_submission",
+]
