@@ -8,6 +8,8 @@ Prints one JSON line per measurement:
   segmentator_cpp (with --cpp BINARY) the official C++ Segmentator on the same mesh, wall and CPU
                   time of the process (it reads the PLY and writes the JSON), against pointformer's
                   read + segment + write, plus the adjusted Rand index between the two segmentations
+  segmentator_agreement  (with --cpp) adjusted Rand index C++ vs pointformer on the two scene meshes
+                  and on a curved 90k-vertex terrain mesh without and with vertex noise
   scene           process_scene (checksums, read, convert, write npz + GT) per annotated scene and
                   per test scene (which includes running the segmentator)
   throughput      preprocess_scannet over N copies of the annotated scene with 1 and with W workers,
@@ -77,6 +79,40 @@ def copy_scene(src: Path, dst_root: Path, new_id: str) -> None:
     dst.mkdir(parents=True)
     for f in src.iterdir():
         shutil.copyfile(f, dst / f.name.replace(old_id, new_id))
+
+
+def terrain(noise: float, n: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """A single connected, curved height-field mesh (n x n vertices) with optional vertex noise."""
+    from pointformer.synthetic.meshes import grid
+
+    m = grid((0, 0, 0), (6, 0, 0), (0, 6, 0), 6 / (n - 1))
+    x, y = m.vertices[:, 0], m.vertices[:, 1]
+    z = 0.2 * np.sin(2 * x) * np.cos(1.5 * y) + 0.1 * np.sin(7 * x + 3 * y)
+    m.vertices[:, 2] = z + noise * np.random.default_rng(0).standard_normal(x.shape)
+    return m.vertices.astype(np.float32), m.faces
+
+
+def agreement(cpp: Path, work: Path, meshes: list[Path]) -> None:
+    """Adjusted Rand index between the C++ tool and segment_mesh on several meshes."""
+    from pointformer.io.ply import write_ply
+
+    work.mkdir()
+    cases = [(p.name, p) for p in meshes]
+    for noise in (0.0, 0.002, 0.01):
+        path = work / f"terrain_{noise}.ply"
+        v, f = terrain(noise)
+        write_ply(path, v, faces=f)
+        cases.append((f"terrain 300x300, noise {noise} m", path))
+    for name, path in cases:
+        local = work / "m.ply"
+        shutil.copyfile(path, local)
+        subprocess.run([str(cpp), str(local)], check=True, stdout=subprocess.DEVNULL)
+        ref = read_segs_json(work / "m.0.010000.segs.json")
+        m = read_ply(local, require_faces=True)
+        ours = S.segment_mesh(m.vertices, m.faces)
+        emit(bench="segmentator_agreement", mesh=name, vertices=int(m.vertices.shape[0]),
+             cpp_segments=int(len(np.unique(ref))), ours_segments=int(len(np.unique(ours))),
+             adjusted_rand_index=round(adjusted_rand_index(ref, ours), 4))
 
 
 def main() -> None:
@@ -158,6 +194,10 @@ def main() -> None:
                  ours_segment_only_s=round(seg_s, 4), cpp_segments=int(len(np.unique(cpp_seg))),
                  ours_segments=int(len(np.unique(ours))), adjusted_rand_index=round(adjusted_rand_index(cpp_seg, ours), 4),
                  identical_vertex_ids=round(float(np.mean(cpp_seg == ours)), 4))
+
+        if args.cpp is not None:
+            agreement(args.cpp, tmp / "agree", [scene.folder / "scene0000_00_vh_clean_2.ply",
+                                                test.folder / f"{test.scene_id}_vh_clean_2.ply"])
 
         label_map = {row.split("\t")[1]: int(row.split("\t")[4])
                      for row in (ds.root / "scannetv2-labels.combined.tsv").read_text().splitlines()[1:]}
