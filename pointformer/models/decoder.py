@@ -244,6 +244,10 @@ class QueryDecoder(nn.Module):
             raise ValueError(f"num_layers must be >= 0, got {num_layers}")
         if eval_num_queries is not None and eval_num_queries < 1:
             raise ValueError(f"eval_num_queries must be positive, got {eval_num_queries}")
+        if query_init == "learned" and eval_num_queries is not None and eval_num_queries > num_queries:
+            raise ValueError(
+                f"learned queries: eval_num_queries={eval_num_queries} exceeds the {num_queries} learned embeddings"
+            )
         num_unique_layers = num_layers if num_unique_layers is None else num_unique_layers
         if num_layers and not 1 <= num_unique_layers <= num_layers:
             raise ValueError(f"num_unique_layers must be in 1..num_layers={num_layers}, got {num_unique_layers}")
@@ -306,9 +310,6 @@ class QueryDecoder(nn.Module):
             )
         return num_queries
 
-    def _predict(self, queries: Tensor, mask_features: Tensor) -> tuple[Tensor, Tensor, Optional[Tensor]]:
-        return self.heads(queries, mask_features)
-
     # ------------------------------------------------------------------ forward
     def forward(
         self, tokens: Tokens, *, num_queries: Optional[int] = None, generator: Optional[torch.Generator] = None
@@ -359,7 +360,7 @@ class QueryDecoder(nn.Module):
             query_pos = self.query_pos_embed.weight[:n_req].unsqueeze(0).expand(batch_size, -1, -1)
 
         self_blocked = query_pad[:, None, :]  # padding queries are never attended to
-        stages = [self._predict(queries, mask_features)]
+        stages = [self.heads(queries, mask_features)]
         for i in range(self.num_layers):
             mask_logits, background_logits = stages[-1][1], stages[-1][2]
             if self.masked_attention:
@@ -370,7 +371,7 @@ class QueryDecoder(nn.Module):
                 cross_blocked = key_pad[:, None, :]
             layer = self.layers[i % len(self.layers)]
             queries = layer(queries, query_pos, memory, memory_pos, cross_blocked, self_blocked)
-            stages.append(self._predict(queries, mask_features))
+            stages.append(self.heads(queries, mask_features))
 
         token_counts = tokens.counts.tolist()
         query_counts = (~query_pad).sum(1).tolist()
