@@ -1,0 +1,355 @@
+"""Report of a convergence study (``benchmarks/convergence.py``): curves, table and plots.
+
+Reads ``OUT/runs/<variant>/seed<k>/evaluations.json`` of every run (finished or not) and writes into OUT:
+
+    curves.csv             one row per (variant, seed, evaluation): step, train seconds, mAP/mAP50/mAP25,
+                           duplicate rate, unmatched-GT rate, assignment stability
+    table.csv, table.md    per variant: final metrics (seed mean and min..max), steps and seconds to reach
+                           90 % of the best final mAP50, time per step split into its parts, diagnostics
+    summary.json           the same numbers, machine-readable
+    map50_vs_step.png      mAP50 against training step: seed mean, min..max band
+    map50_vs_time.png      mAP50 against training wall-clock (seed-mean seconds at each evaluation)
+    diagnostics.png        duplicate rate, unmatched-GT rate and assignment stability against step
+
+    .venv/bin/python benchmarks/convergence_report.py benchmarks/results/convergence
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+REACH_FRACTION = 0.9
+CURVE_KEYS = ("map", "map50", "map25", "duplicate_rate", "unmatched_gt_rate", "assignment_stability", "train_seconds")
+TIMING_KEYS = ("t_step", "t_data", "t_model", "t_loss", "t_assign", "t_backward")
+
+
+@dataclass
+class RunCurves:
+    """The evaluations of one (variant, seed) run."""
+
+    variant: str
+    label: str
+    seed: int
+    finished: bool
+    records: list[dict[str, Any]]
+
+    @property
+    def steps(self) -> list[int]:
+        return [int(r["step"]) for r in self.records]
+
+
+@dataclass
+class VariantSummary:
+    """Seed statistics of one variant on the evaluation steps every seed has reached."""
+
+    variant: str
+    label: str
+    seeds: list[int]
+    finished: int
+    steps: list[int]
+    curves: dict[str, np.ndarray] = field(default_factory=dict)   # key -> float [S, E] (NaN: missing)
+    timing: dict[str, Optional[float]] = field(default_factory=dict)
+
+    def stat(self, key: str, column: int = -1) -> dict[str, Optional[float]]:
+        values = self.curves[key][:, column]
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            return {"mean": None, "min": None, "max": None}
+        return {"mean": float(values.mean()), "min": float(values.min()), "max": float(values.max())}
+
+    def mean_curve(self, key: str) -> np.ndarray:
+        data = self.curves[key]
+        with np.errstate(invalid="ignore"):
+            counts = np.isfinite(data).sum(0)
+            sums = np.where(np.isfinite(data), data, 0.0).sum(0)
+            return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _atomic_write(path: Path, text: str | bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are shared files
+        with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def load_runs(out: Path) -> list[RunCurves]:
+    """Every run under ``out/runs`` with at least one evaluation, in the study's order."""
+    runs_dir = out / "runs"
+    if not runs_dir.is_dir():
+        raise ValueError(f"{out}: no runs/ folder (run benchmarks/convergence.py --out {out} first)")
+    order: list[str] = []
+    study = out / "study.json"
+    if study.is_file():
+        order = list(dict.fromkeys(r["variant"] for r in json.loads(study.read_text()).get("runs", [])))
+    runs = []
+    for path in sorted(runs_dir.glob("*/seed*/evaluations.json")):
+        try:
+            payload = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        records = sorted(payload.get("evaluations", []), key=lambda r: r["step"])
+        if not records:
+            continue
+        runs.append(RunCurves(variant=str(payload["variant"]), label=str(payload.get("label", payload["variant"])),
+                              seed=int(payload["seed"]), finished=(path.parent / "done.json").is_file(),
+                              records=records))
+    if not runs:
+        raise ValueError(f"{runs_dir}: no run has an evaluation yet")
+    rank = {name: i for i, name in enumerate(order)}
+    runs.sort(key=lambda r: (rank.get(r.variant, len(rank)), r.variant, r.seed))
+    return runs
+
+
+def summarise(runs: Sequence[RunCurves]) -> list[VariantSummary]:
+    """Group runs by variant; curves on the evaluation steps that every seed of it has reached."""
+    by_variant: dict[str, list[RunCurves]] = {}
+    for run in runs:
+        by_variant.setdefault(run.variant, []).append(run)
+    summaries = []
+    for variant, group in by_variant.items():
+        steps = sorted(set.intersection(*(set(r.steps) for r in group)))
+        curves = {}
+        for key in CURVE_KEYS:
+            rows = []
+            for run in group:
+                at = {int(r["step"]): r for r in run.records}
+                rows.append([_float(at[s].get(key)) for s in steps])
+            curves[key] = np.array(rows, dtype=np.float64).reshape(len(group), len(steps))
+        timing = {}
+        for key in TIMING_KEYS:
+            values = [_float(r.records[-1].get(key)) for r in group]
+            values = [v for v in values if math.isfinite(v)]
+            timing[key] = float(np.mean(values)) if values else None
+        summaries.append(VariantSummary(variant=variant, label=group[0].label, seeds=[r.seed for r in group],
+                                        finished=sum(r.finished for r in group), steps=steps, curves=curves,
+                                        timing=timing))
+    return summaries
+
+
+def first_reach(steps: Sequence[int], values: np.ndarray, threshold: float) -> Optional[int]:
+    """Index of the first evaluation whose value reaches ``threshold`` (None: never)."""
+    for i, v in enumerate(values):
+        if math.isfinite(v) and v >= threshold:
+            return i
+    return None
+
+
+def build_table(summaries: Sequence[VariantSummary]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rows of the final table and the shared reference (best final mAP50, the 90 % threshold)."""
+    finals = {s.variant: s.stat("map50")["mean"] for s in summaries if s.steps}
+    best_variant = max((v for v in finals if finals[v] is not None), key=lambda v: finals[v], default=None)
+    best = finals[best_variant] if best_variant is not None else None
+    threshold = REACH_FRACTION * best if best else None
+    rows = []
+    for s in summaries:
+        if not s.steps:
+            rows.append({"variant": s.variant, "label": s.label, "seeds": len(s.seeds), "finished": s.finished})
+            continue
+        mean_map50 = s.mean_curve("map50")
+        mean_time = s.mean_curve("train_seconds")
+        reach = first_reach(s.steps, mean_map50, threshold) if threshold else None
+        per_seed = [first_reach(s.steps, s.curves["map50"][i], threshold) if threshold else None
+                    for i in range(len(s.seeds))]
+        reached = [s.steps[i] for i in per_seed if i is not None]
+        stability = s.curves["assignment_stability"]
+        stab_values = stability[np.isfinite(stability)]
+        row = {
+            "variant": s.variant, "label": s.label, "seeds": len(s.seeds), "finished": s.finished,
+            "final_step": s.steps[-1],
+            **{f"final_{k}": s.stat(k) for k in ("map", "map50", "map25", "duplicate_rate", "unmatched_gt_rate")},
+            "best_map50_over_steps": float(np.nanmax(mean_map50)) if np.isfinite(mean_map50).any() else None,
+            "steps_to_90pct_best": s.steps[reach] if reach is not None else None,
+            "seconds_to_90pct_best": float(mean_time[reach]) if reach is not None else None,
+            "seeds_reaching_90pct": len(reached),
+            "steps_to_90pct_per_seed": [s.steps[i] if i is not None else None for i in per_seed],
+            "assignment_stability_mean": float(stab_values.mean()) if stab_values.size else None,
+            "train_seconds_final": s.stat("train_seconds"),
+            **{f"ms_{k[2:]}": (v * 1000.0 if v is not None else None) for k, v in s.timing.items()},
+        }
+        rows.append(row)
+    reference = {"best_variant": best_variant, "best_final_map50": best, "threshold_map50": threshold,
+                 "fraction": REACH_FRACTION}
+    return rows, reference
+
+
+def _fmt(value: Optional[float], digits: int = 3) -> str:
+    return "–" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}f}"
+
+
+def _spread(stat: dict[str, Optional[float]], digits: int = 3) -> str:
+    if stat.get("mean") is None:
+        return "–"
+    return f"{_fmt(stat['mean'], digits)} [{_fmt(stat['min'], digits)}, {_fmt(stat['max'], digits)}]"
+
+
+def table_markdown(rows: Sequence[dict[str, Any]], reference: dict[str, Any]) -> str:
+    """The table as Markdown (what BENCHMARKS.md quotes)."""
+    head = ("| variant | seeds | step | mAP50 mean [min, max] | mAP | mAP25 | steps (s) to 90 % of best | "
+            "ms/step: total = data + model + loss (assign) + backward | duplicates | unmatched GT | stability |")
+    lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
+    for r in rows:
+        if "final_step" not in r:
+            lines.append(f"| {r['label']} | {r['seeds']} | – | no evaluation yet | | | | | | | |")
+            continue
+        reach = "not reached" if r["steps_to_90pct_best"] is None else (
+            f"{r['steps_to_90pct_best']} ({_fmt(r['seconds_to_90pct_best'], 0)} s; {r['seeds_reaching_90pct']}/{r['seeds']} seeds)")
+        ms = (f"{_fmt(r['ms_step'], 0)} = {_fmt(r['ms_data'], 0)} + {_fmt(r['ms_model'], 0)} + {_fmt(r['ms_loss'], 1)} "
+              f"({_fmt(r['ms_assign'], 1)}) + {_fmt(r['ms_backward'], 0)}")
+        lines.append(
+            f"| {r['label']} | {r['seeds']} | {r['final_step']} | {_spread(r['final_map50'])} | {_fmt(r['final_map']['mean'])} | "
+            f"{_fmt(r['final_map25']['mean'])} | {reach} | {ms} | {_fmt(r['final_duplicate_rate']['mean'], 2)} | "
+            f"{_fmt(r['final_unmatched_gt_rate']['mean'], 2)} | {_fmt(r['assignment_stability_mean'], 2)} |")
+    best = reference.get("best_final_map50")
+    lines.append("")
+    lines.append(f"Best final mAP50 (seed mean): {_fmt(best)} ({reference.get('best_variant')}); "
+                 f"90 % of it = {_fmt(reference.get('threshold_map50'))}. Steps/seconds to reach it are read off the "
+                 "seed-mean curve; seconds = training wall-clock (evaluations excluded).")
+    return "\n".join(lines) + "\n"
+
+
+def table_csv(rows: Sequence[dict[str, Any]]) -> str:
+    columns = ["variant", "label", "seeds", "finished", "final_step"]
+    for k in ("map", "map50", "map25", "duplicate_rate", "unmatched_gt_rate"):
+        columns += [f"final_{k}_mean", f"final_{k}_min", f"final_{k}_max"]
+    columns += ["steps_to_90pct_best", "seconds_to_90pct_best", "seeds_reaching_90pct", "assignment_stability_mean",
+                "ms_step", "ms_data", "ms_model", "ms_loss", "ms_assign", "ms_backward"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        flat = dict(r)
+        for k in ("map", "map50", "map25", "duplicate_rate", "unmatched_gt_rate"):
+            for part in ("mean", "min", "max"):
+                flat[f"final_{k}_{part}"] = (r.get(f"final_{k}") or {}).get(part)
+        writer.writerow(flat)
+    return buf.getvalue()
+
+
+def curves_csv(runs: Sequence[RunCurves]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["variant", "seed", "step", *CURVE_KEYS, "assignment_retention"])
+    for run in runs:
+        for r in run.records:
+            writer.writerow([run.variant, run.seed, r["step"], *[r.get(k) for k in CURVE_KEYS], r.get("assignment_retention")])
+    return buf.getvalue()
+
+
+def _plot(summaries: Sequence[VariantSummary], out: Path, reference: dict[str, Any]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for x_key, name, xlabel in (("step", "map50_vs_step.png", "training step"),
+                                ("time", "map50_vs_time.png", "training wall-clock (s, evaluations excluded)")):
+        fig, ax = plt.subplots(figsize=(7.5, 4.6), dpi=100)
+        for i, s in enumerate(summaries):
+            if not s.steps:
+                continue
+            color = colors[i % len(colors)]
+            x = np.array(s.steps, dtype=float) if x_key == "step" else s.mean_curve("train_seconds")
+            data = s.curves["map50"]
+            ax.plot(x, s.mean_curve("map50"), marker="o", ms=3, color=color, label=f"{s.label} ({len(s.seeds)} seeds)")
+            if len(s.seeds) > 1:
+                ax.fill_between(x, np.nanmin(data, 0), np.nanmax(data, 0), color=color, alpha=0.18, lw=0)
+        if reference.get("threshold_map50"):
+            ax.axhline(reference["threshold_map50"], color="grey", ls=":", lw=1, label="90 % of best final mAP50")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("mAP50 (held-out scenes)")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+        ax.set_title("mAP50: seed mean, band = min..max over seeds", fontsize=9)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        plt.close(fig)
+        _atomic_write(out / name, buf.getvalue())
+        written.append(out / name)
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), dpi=100)
+    for ax, key, title in zip(axes, ("duplicate_rate", "unmatched_gt_rate", "assignment_stability"),
+                              ("duplicate rate", "unmatched-GT rate", "assignment stability")):
+        for i, s in enumerate(summaries):
+            if s.steps:
+                ax.plot(s.steps, s.mean_curve(key), marker="o", ms=3, color=colors[i % len(colors)], label=s.label)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("training step")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    _atomic_write(out / "diagnostics.png", buf.getvalue())
+    written.append(out / "diagnostics.png")
+    return written
+
+
+def write_report(out: Path | str) -> dict[str, Any]:
+    """Write curves.csv, table.csv/.md, summary.json and the PNG plots into ``out``; returns the summary."""
+    out = Path(out)
+    runs = load_runs(out)
+    summaries = summarise(runs)
+    rows, reference = build_table(summaries)
+    _atomic_write(out / "curves.csv", curves_csv(runs))
+    _atomic_write(out / "table.csv", table_csv(rows))
+    _atomic_write(out / "table.md", table_markdown(rows, reference))
+    plots = _plot(summaries, out, reference)
+    study = json.loads((out / "study.json").read_text()) if (out / "study.json").is_file() else {}
+    data_stats = {}
+    if study.get("data_root"):
+        stamp = Path(study["data_root"]).parent / "READY.json"
+        if stamp.is_file():
+            data_stats = json.loads(stamp.read_text())
+    summary = {"reference": reference, "variants": rows, "study": {k: study.get(k) for k in ("size", "device", "jobs", "threads", "torch", "cpu_count")},
+               "data": data_stats, "files": [str(p.name) for p in plots] + ["curves.csv", "table.csv", "table.md"]}
+    _atomic_write(out / "summary.json", json.dumps(summary, indent=1, allow_nan=True))
+    return {"table": str(out / "table.md"), "plots": [str(p) for p in plots], "reference": reference}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description="Write the tables and plots of a convergence study.")
+    parser.add_argument("out", type=Path, nargs="?", default=Path(__file__).resolve().parent / "results" / "convergence",
+                        help="the study's --out folder")
+    args = parser.parse_args(argv)
+    try:
+        result = write_report(args.out)
+    except ValueError as exc:
+        print(f"convergence_report: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"event": "report", **result}))
+    print((args.out / "table.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
