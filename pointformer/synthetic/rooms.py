@@ -163,6 +163,7 @@ class _Planner:
         placed = self.on_floor(label, table_shape, yaw=float(self.rng.integers(2)) * math.pi / 2, margin=1.0)
         if placed is None:
             return
+        table_rect = self.layout._floor[-1]
         tx, ty, _ = placed.translation
         c, s = math.cos(placed.yaw), math.sin(placed.yaw)
         hw, hd = table_shape.width / 2, table_shape.depth / 2
@@ -179,7 +180,7 @@ class _Planner:
             # The chair's front (-y) faces the table.
             yaw = placed.yaw + (0.0 if side == 1 else math.pi) + float(self.rng.uniform(-0.15, 0.15))
             rect = _footprint(xy[0], xy[1], ch.width, ch.depth, yaw)
-            others = self.layout._floor[:-1]
+            others = [r for r in self.layout._floor if r is not table_rect]  # chairs may tuck under it
             inside = 0.02 < rect[0] and 0.02 < rect[1] and rect[2] < self.layout.width - 0.02 and rect[3] < self.layout.depth - 0.02
             if inside and not any(_overlap(rect, r, 0.02) for r in others):
                 self.layout._floor.append(rect)
