@@ -18,12 +18,13 @@ import logging
 import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
 import torch
+
+from pointformer.io.scene import _atomic_write  # the project's one atomic-write routine
 
 log = logging.getLogger(__name__)
 
@@ -69,19 +70,7 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------
 def atomic_torch_save(obj: Any, path: Union[str, os.PathLike]) -> None:
     """torch.save to a temporary file in the same folder, fsync, rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _atomic_write(Path(path), lambda f: torch.save(obj, f))
 
 
 def save_checkpoint(path: Union[str, os.PathLike], *, model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer],

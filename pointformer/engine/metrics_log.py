@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Union
+
+from pointformer.io.scene import _atomic_write
 
 
 def read_metrics(path: Union[str, os.PathLike], kind: Optional[str] = None) -> list[dict[str, Any]]:
@@ -50,11 +51,8 @@ class MetricsLogger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
             kept = [r for r in read_metrics(self.path) if int(r.get("step", 0)) <= resume_step]
-            text = "".join(json.dumps(r) + "\n" for r in kept)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".metrics.", suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.replace(tmp, self.path)
+            text = "".join(json.dumps(r) + "\n" for r in kept).encode()
+            _atomic_write(self.path, lambda f: f.write(text))
         self._file = open(self.path, "a", buffering=1)
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
