@@ -213,8 +213,14 @@ def _edge_weights_loop(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndar
 try:  # numba is a declared dependency; the fallback keeps the library usable where it cannot install
     import numba
 
-    _segment_sorted_edges_compiled = numba.njit(cache=True, nogil=True)(_segment_sorted_edges)
-    _edge_weights_compiled = numba.njit(cache=True, nogil=True)(_edge_weights_loop)
+    def _compile(fn):
+        try:  # compiled once per install, then loaded from numba's on-disk cache (~0.3 s)
+            return numba.njit(cache=True, nogil=True)(fn)
+        except RuntimeError:  # no writable cache location: compile in every process instead
+            return numba.njit(nogil=True)(fn)
+
+    _segment_sorted_edges_compiled = _compile(_segment_sorted_edges)
+    _edge_weights_compiled = _compile(_edge_weights_loop)
     HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - exercised only without numba
     _segment_sorted_edges_compiled = _segment_sorted_edges
