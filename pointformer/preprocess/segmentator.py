@@ -22,14 +22,11 @@ a stable two-pass 16-bit radix sort in numpy, identical on every machine.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_K_THRESH = 0.01
 DEFAULT_SEG_MIN_VERTS = 20
@@ -262,6 +259,8 @@ def segment_mesh(vertices: np.ndarray, faces: np.ndarray, k_thresh: float = DEFA
         raise ValueError(f"k_thresh must be a non-negative number, got {k_thresh}")
     if int(seg_min_verts) != seg_min_verts or seg_min_verts < 0:
         raise ValueError(f"seg_min_verts must be a non-negative integer, got {seg_min_verts}")
+    if not HAVE_NUMBA:
+        return _segment_pure_python(vertices, faces, k_thresh, seg_min_verts)
     ea, eb, w = edge_weights(vertices, faces)
     # 1 - dot of two mean unit normals is >= 0 up to rounding; clamping makes the radix sort valid.
     np.maximum(w, 0, out=w)
