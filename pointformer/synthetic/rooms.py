@@ -159,6 +159,35 @@ class _Planner:
         xy = np.array(host.translation[:2]) + np.array([c * local[0] - s * local[1], s * local[0] + c * local[1]])
         return self.add(raw_label, shape, host.yaw, (xy[0], xy[1], host.translation[2] + host_shape.top_z), annotated)
 
+    def windows(self, n: int, curtains: bool) -> None:
+        """Windows at sill height on random walls, optionally with a curtain on each side in front."""
+        rng, L = self.rng, self.layout
+        for _ in range(n):
+            shape = fu.window(rng)
+            placed = self.on_wall("window", shape, z0=float(rng.uniform(0.8, 1.0)), floor_standing=False)
+            if placed is None or not curtains:
+                continue
+            _, k, s = placed
+            host_rect = L._wall[k][-1]
+            for side in (-1, 1):
+                cw = float(rng.uniform(0.4, 0.6))
+                ch = L.height - 0.15
+                cshape = fu.curtain(rng, width=cw, height=ch)
+                s_c = s + side * (shape.width / 2 + cw / 2 - 0.15)
+                start, along, normal, length = L.wall_frame(k)
+                if s_c - cw / 2 < 0.05 or s_c + cw / 2 > length - 0.05:
+                    continue
+                wrect = (s_c - cw / 2, 0.0, s_c + cw / 2, ch)
+                if any(_overlap(wrect, r, 0.02) for r in L._wall[k] if r is not host_rect):
+                    continue
+                pos = start + s_c * along
+                L._wall[k].append(wrect)
+                self.add("curtain", cshape, math.atan2(normal[0], -normal[1]), (pos[0], pos[1], 0.1))
+
+    def wall_decor(self, label: str, shape: fu.Shape, z0: float) -> None:
+        """A flat object hung on a wall (picture, mirror, whiteboard) with its bottom at ``z0``."""
+        self.on_wall(label, shape, z0=z0, floor_standing=False)
+
     def table_with_chairs(self, table_shape: fu.Shape, label: str, chairs: int, chair_label: str = "chair") -> None:
         placed = self.on_floor(label, table_shape, yaw=float(self.rng.integers(2)) * math.pi / 2, margin=1.0)
         if placed is None:
@@ -187,167 +216,166 @@ class _Planner:
                 self.add(chair_label, ch, yaw, (xy[0], xy[1], 0.0))
 
 
+def _furnish_bedroom(P: _Planner) -> None:
+    rng, L = P.rng, P.layout
+    P.windows(int(rng.integers(1, 3)), curtains=True)
+    bed_shape = fu.bed(rng)
+    placed = P.on_wall("bed", bed_shape)
+    if placed is not None:
+        bed_obj, k, s = placed
+        for slot in ((-0.5, 0.5) if bed_shape.width > 1.2 else (0.0,)):
+            P.on_top("pillow", fu.pillow(rng), bed_obj, bed_shape, slot, dy=bed_shape.extra["pillow_y"])
+        for side in (-1, 1):  # night stands right beside the bed, touching it
+            ns = fu.nightstand(rng)
+            s_ns = s + side * (bed_shape.width / 2 + ns.width / 2 + 0.005)
+            start, along, normal, length = L.wall_frame(k)
+            if ns.width / 2 + 0.05 < s_ns < length - ns.width / 2 - 0.05:
+                pos = start + s_ns * along + ns.depth / 2 * normal
+                rect = _footprint(pos[0], pos[1], ns.width, ns.depth, bed_obj.yaw)
+                if P.free_floor(rect, 0.0):
+                    L._floor.append(rect)
+                    L._wall[k].append((s_ns - ns.width / 2, 0.0, s_ns + ns.width / 2, ns.height))
+                    host = P.add("nightstand", ns, bed_obj.yaw, (pos[0], pos[1], 0.0))
+                    if rng.random() < 0.7:
+                        P.on_top("lamp", fu.lamp(rng), host, ns, 0.0)
+    if rng.random() < 0.7:
+        P.on_wall("cabinet", fu.cabinet(rng, tall=True))
+    if rng.random() < 0.6:
+        if P.on_wall("desk", fu.desk(rng)) is not None:
+            P.on_floor("chair", fu.chair(rng))
+    for _ in range(int(rng.integers(1, 3))):
+        P.wall_decor("picture", fu.picture(rng), float(rng.uniform(1.3, 1.6)))
+
+
+def _furnish_office(P: _Planner) -> None:
+    rng = P.rng
+    P.windows(int(rng.integers(1, 3)), curtains=rng.random() < 0.5)
+    for _ in range(int(rng.integers(1, 4))):
+        desk_shape = fu.desk(rng)
+        placed = P.on_wall("desk", desk_shape)
+        if placed is None:
+            continue
+        obj = placed[0]
+        P.on_top("monitor", fu.monitor(rng), obj, desk_shape, float(rng.uniform(-0.5, 0.5)))
+        if rng.random() < 0.4:
+            P.on_top("box", fu.small_box(rng), obj, desk_shape, 1.0, annotated=rng.random() < 0.5)
+        P.on_floor("office chair", fu.chair(rng))
+    for _ in range(int(rng.integers(1, 3))):
+        P.on_wall("bookshelf", fu.bookshelf(rng))
+    if rng.random() < 0.6:
+        P.on_wall("cabinet", fu.cabinet(rng))
+    if rng.random() < 0.5:
+        P.on_floor("trash can", fu.stool(rng))
+    P.wall_decor("picture", fu.picture(rng), float(rng.uniform(1.3, 1.6)))
+
+
+def _furnish_living_room(P: _Planner) -> None:
+    rng = P.rng
+    P.windows(int(rng.integers(1, 3)), curtains=True)
+    for _ in range(int(rng.integers(1, 3))):
+        P.on_wall(str(rng.choice(["couch", "sofa"])), fu.sofa(rng))
+    ct = fu.coffee_table(rng)
+    table_obj = P.on_floor("coffee table", ct, margin=0.8)
+    if table_obj is not None and rng.random() < 0.6:
+        P.on_top("box", fu.small_box(rng), table_obj, ct, float(rng.uniform(-1, 1)))
+    tv_stand = fu.cabinet(rng)
+    placed = P.on_wall("cabinet", tv_stand)
+    if placed is not None:
+        P.on_top("tv", fu.tv(rng), placed[0], tv_stand, 0.0)
+    for _ in range(int(rng.integers(0, 3))):
+        P.on_floor("chair", fu.chair(rng))
+    if rng.random() < 0.6:
+        P.on_wall("bookshelf", fu.bookshelf(rng))
+    if rng.random() < 0.6:
+        P.on_floor("lamp", fu.floor_lamp(rng))
+    if rng.random() < 0.6:
+        P.on_floor("plant", fu.plant(rng))
+    for _ in range(int(rng.integers(1, 3))):
+        P.wall_decor("picture", fu.picture(rng), float(rng.uniform(1.2, 1.6)))
+
+
+def _furnish_kitchen(P: _Planner) -> None:
+    rng = P.rng
+    P.windows(1, curtains=rng.random() < 0.5)
+    for i in range(int(rng.integers(1, 3))):
+        cshape = fu.counter(rng)
+        placed = P.on_wall(str(rng.choice(["kitchen counter", "counter"])), cshape)
+        if placed is not None and i == 0:
+            sink_shape = fu.sink(rng, standalone=False)
+            sink_obj = P.on_top("sink", sink_shape, placed[0], cshape, float(rng.uniform(-0.5, 0.5)))
+            # The basin is set into the counter top: its rim stands 2 cm above the surface.
+            x, y, z = sink_obj.translation
+            sink_obj.translation = (x, y, z - sink_shape.height + 0.02)
+    for _ in range(int(rng.integers(1, 4))):
+        P.on_wall("kitchen cabinets", fu.cabinet(rng, tall=rng.random() < 0.3))
+    P.on_wall("refrigerator", fu.refrigerator(rng))
+    P.table_with_chairs(fu.table(rng), "dining table", int(rng.integers(2, 5)))
+    if rng.random() < 0.6:
+        P.on_floor("trash can", fu.stool(rng))
+
+
+def _furnish_bathroom(P: _Planner) -> None:
+    rng = P.rng
+    if rng.random() < 0.6:
+        P.windows(1, curtains=False)
+    tub_shape = fu.bathtub(rng)
+    placed = P.on_wall("bathtub", tub_shape)
+    if placed is not None:
+        tub = placed[0]
+        w, d = tub_shape.width, tub_shape.depth
+        # A shower curtain hanging along the tub's front rim, touching it.
+        sheet = fu.Sheet((-w / 2, -d / 2 + 0.03, tub_shape.height - 0.02), w, 1.3,
+                         amplitude=float(rng.uniform(0.02, 0.04)), wavelength=float(rng.uniform(0.15, 0.25)))
+        P.add("shower curtain", fu.Shape([sheet], w, 0.1, 1.3), tub.yaw, tub.translation)
+    P.on_wall("toilet", fu.toilet(rng))
+    P.on_wall("sink", fu.sink(rng, standalone=True))
+    if rng.random() < 0.5:
+        P.on_wall("cabinet", fu.cabinet(rng))
+    P.wall_decor("mirror", fu.picture(rng), 1.3)
+    if rng.random() < 0.5:
+        P.on_floor("trash can", fu.stool(rng), margin=0.3)
+
+
+def _furnish_conference_room(P: _Planner) -> None:
+    rng = P.rng
+    P.windows(int(rng.integers(1, 3)), curtains=rng.random() < 0.7)
+    P.table_with_chairs(fu.table(rng, large=True), "table", int(rng.integers(4, 9)))
+    P.wall_decor("whiteboard", fu.whiteboard(rng), 0.9)
+    if rng.random() < 0.5:
+        P.on_wall("cabinet", fu.cabinet(rng))
+    if rng.random() < 0.5:
+        P.on_wall("tv", fu.tv(rng), z0=1.2, floor_standing=False)
+    if rng.random() < 0.5:
+        P.on_floor("stool", fu.stool(rng))
+
+
+_FURNISH = {
+    "Bedroom / Hotel": _furnish_bedroom,
+    "Office": _furnish_office,
+    "Living room / Lounge": _furnish_living_room,
+    "Kitchen": _furnish_kitchen,
+    "Bathroom": _furnish_bathroom,
+    "Conference Room": _furnish_conference_room,
+}
+
+
 def plan_room(rng: np.random.Generator, scene_type: str) -> Layout:
     """Decide a room of the given type: its size and every object (all 18 benchmark classes occur
     across the room types; some objects touch: chairs at tables, lamps on night stands, pillows on
     beds, sinks set into counters, curtains in front of windows)."""
+    if scene_type not in _FURNISH:
+        raise ValueError(f"unknown scene type {scene_type!r}; choose from {ROOM_TYPES}")
     W, D = float(rng.uniform(3.5, 6.5)), float(rng.uniform(3.2, 5.5))
     if scene_type == "Bathroom":
         W, D = float(rng.uniform(2.6, 3.6)), float(rng.uniform(2.4, 3.2))
     layout = Layout(W, D, float(rng.uniform(2.5, 2.9)), scene_type)
     P = _Planner(layout, rng)
-    L = layout
     # Structure: the floor and the four walls are annotated objects (stuff classes).
     P.add("floor", fu.Shape([], W, D, 0), 0.0, (0, 0, 0))
     for k in range(4):
-        P.add("wall", fu.Shape([], 0, 0, L.height), 0.0, (0, 0, 0)).wall_index = k
+        P.add("wall", fu.Shape([], 0, 0, layout.height), 0.0, (0, 0, 0)).wall_index = k
     P.on_wall("door", fu.door(rng), floor_standing=False)
-
-    def windows(n: int, curtains: bool) -> None:
-        for _ in range(n):
-            shape = fu.window(rng)
-            placed = P.on_wall("window", shape, z0=float(rng.uniform(0.8, 1.0)), floor_standing=False)
-            if placed is None or not curtains:
-                continue
-            _, k, s = placed
-            host_rect = L._wall[k][-1]
-            for side in (-1, 1):
-                cw = float(rng.uniform(0.4, 0.6))
-                ch = L.height - 0.15
-                cshape = fu.curtain(rng, width=cw, height=ch)
-                s_c = s + side * (shape.width / 2 + cw / 2 - 0.15)
-                start, along, normal, length = L.wall_frame(k)
-                if s_c - cw / 2 < 0.05 or s_c + cw / 2 > length - 0.05:
-                    continue
-                wrect = (s_c - cw / 2, 0.0, s_c + cw / 2, ch)
-                if any(_overlap(wrect, r, 0.02) for r in L._wall[k] if r is not host_rect):
-                    continue
-                pos = start + s_c * along
-                yaw = math.atan2(normal[0], -normal[1])
-                L._wall[k].append(wrect)
-                P.add("curtain", cshape, yaw, (pos[0], pos[1], 0.1))
-
-    def wall_decor(label: str, shape: fu.Shape, z0: float) -> None:
-        P.on_wall(label, shape, z0=z0, floor_standing=False)
-
-    if scene_type == "Bedroom / Hotel":
-        windows(int(rng.integers(1, 3)), curtains=True)
-        bed_shape = fu.bed(rng)
-        placed = P.on_wall("bed", bed_shape)
-        if placed is not None:
-            bed_obj, k, s = placed
-            for slot in ((-0.5, 0.5) if bed_shape.width > 1.2 else (0.0,)):
-                P.on_top("pillow", fu.pillow(rng), bed_obj, bed_shape, slot, dy=bed_shape.extra["pillow_y"])
-            for side in (-1, 1):  # night stands right beside the bed, touching it
-                ns = fu.nightstand(rng)
-                s_ns = s + side * (bed_shape.width / 2 + ns.width / 2 + 0.005)
-                start, along, normal, length = L.wall_frame(k)
-                if ns.width / 2 + 0.05 < s_ns < length - ns.width / 2 - 0.05:
-                    pos = start + s_ns * along + ns.depth / 2 * normal
-                    rect = _footprint(pos[0], pos[1], ns.width, ns.depth, bed_obj.yaw)
-                    if P.free_floor(rect, 0.0):
-                        L._floor.append(rect)
-                        L._wall[k].append((s_ns - ns.width / 2, 0.0, s_ns + ns.width / 2, ns.height))
-                        host = P.add("nightstand", ns, bed_obj.yaw, (pos[0], pos[1], 0.0))
-                        if rng.random() < 0.7:
-                            P.on_top("lamp", fu.lamp(rng), host, ns, 0.0)
-        if rng.random() < 0.7:
-            P.on_wall("cabinet", fu.cabinet(rng, tall=True))
-        if rng.random() < 0.6:
-            desk_shape = fu.desk(rng)
-            placed = P.on_wall("desk", desk_shape)
-            if placed is not None:
-                P.on_floor("chair", fu.chair(rng))
-        for _ in range(int(rng.integers(1, 3))):
-            wall_decor("picture", fu.picture(rng), float(rng.uniform(1.3, 1.6)))
-    elif scene_type == "Office":
-        windows(int(rng.integers(1, 3)), curtains=rng.random() < 0.5)
-        for _ in range(int(rng.integers(1, 4))):
-            desk_shape = fu.desk(rng)
-            placed = P.on_wall("desk", desk_shape)
-            if placed is None:
-                continue
-            obj = placed[0]
-            P.on_top("monitor", fu.monitor(rng), obj, desk_shape, float(rng.uniform(-0.5, 0.5)))
-            if rng.random() < 0.4:
-                P.on_top("box", fu.small_box(rng), obj, desk_shape, 1.0, annotated=rng.random() < 0.5)
-            P.on_floor("office chair", fu.chair(rng))
-        for _ in range(int(rng.integers(1, 3))):
-            P.on_wall("bookshelf", fu.bookshelf(rng))
-        if rng.random() < 0.6:
-            P.on_wall("cabinet", fu.cabinet(rng))
-        if rng.random() < 0.5:
-            P.on_floor("trash can", fu.stool(rng))
-        wall_decor("picture", fu.picture(rng), float(rng.uniform(1.3, 1.6)))
-    elif scene_type == "Living room / Lounge":
-        windows(int(rng.integers(1, 3)), curtains=True)
-        for _ in range(int(rng.integers(1, 3))):
-            P.on_wall(str(rng.choice(["couch", "sofa"])), fu.sofa(rng))
-        ct = fu.coffee_table(rng)
-        table_obj = P.on_floor("coffee table", ct, margin=0.8)
-        if table_obj is not None and rng.random() < 0.6:
-            P.on_top("box", fu.small_box(rng), table_obj, ct, float(rng.uniform(-1, 1)))
-        tv_stand = fu.cabinet(rng)
-        placed = P.on_wall("cabinet", tv_stand)
-        if placed is not None:
-            P.on_top("tv", fu.tv(rng), placed[0], tv_stand, 0.0)
-        for _ in range(int(rng.integers(0, 3))):
-            P.on_floor("chair", fu.chair(rng))
-        if rng.random() < 0.6:
-            P.on_wall("bookshelf", fu.bookshelf(rng))
-        if rng.random() < 0.6:
-            P.on_floor("lamp", fu.floor_lamp(rng))
-        if rng.random() < 0.6:
-            P.on_floor("plant", fu.plant(rng))
-        for _ in range(int(rng.integers(1, 3))):
-            wall_decor("picture", fu.picture(rng), float(rng.uniform(1.2, 1.6)))
-    elif scene_type == "Kitchen":
-        windows(1, curtains=rng.random() < 0.5)
-        for i in range(int(rng.integers(1, 3))):
-            cshape = fu.counter(rng)
-            placed = P.on_wall(str(rng.choice(["kitchen counter", "counter"])), cshape)
-            if placed is not None and i == 0:
-                sink_shape = fu.sink(rng, standalone=False)
-                obj = placed[0]
-                # The basin is set into the counter top: its rim stands 2 cm above the surface.
-                top = fu.Shape(sink_shape.parts, sink_shape.width, sink_shape.depth, sink_shape.height)
-                sink_obj = P.on_top("sink", top, obj, cshape, float(rng.uniform(-0.5, 0.5)))
-                sink_obj.translation = (sink_obj.translation[0], sink_obj.translation[1],
-                                        sink_obj.translation[2] - sink_shape.height + 0.02)
-        for _ in range(int(rng.integers(1, 4))):
-            P.on_wall("kitchen cabinets", fu.cabinet(rng, tall=rng.random() < 0.3))
-        P.on_wall("refrigerator", fu.refrigerator(rng))
-        P.table_with_chairs(fu.table(rng), "dining table", int(rng.integers(2, 5)))
-        if rng.random() < 0.6:
-            P.on_floor("trash can", fu.stool(rng))
-    elif scene_type == "Bathroom":
-        if rng.random() < 0.6:
-            windows(1, curtains=False)
-        tub_shape = fu.bathtub(rng)
-        placed = P.on_wall("bathtub", tub_shape)
-        if placed is not None:
-            tub = placed[0]
-            w, d = tub_shape.width, tub_shape.depth
-            sheet = fu.Sheet((-w / 2, -d / 2 + 0.03, tub_shape.height - 0.02), w, 1.3,
-                             amplitude=float(rng.uniform(0.02, 0.04)), wavelength=float(rng.uniform(0.15, 0.25)))
-            P.add("shower curtain", fu.Shape([sheet], w, 0.1, 1.3), tub.yaw, tub.translation)
-        P.on_wall("toilet", fu.toilet(rng))
-        P.on_wall("sink", fu.sink(rng, standalone=True))
-        if rng.random() < 0.5:
-            P.on_wall("cabinet", fu.cabinet(rng))
-        wall_decor("mirror", fu.picture(rng), 1.3)
-        if rng.random() < 0.5:
-            P.on_floor("trash can", fu.stool(rng), margin=0.3)
-    else:  # Conference Room
-        windows(int(rng.integers(1, 3)), curtains=rng.random() < 0.7)
-        P.table_with_chairs(fu.table(rng, large=True), "table", int(rng.integers(4, 9)))
-        wall_decor("whiteboard", fu.whiteboard(rng), 0.9)
-        if rng.random() < 0.5:
-            P.on_wall("cabinet", fu.cabinet(rng))
-        if rng.random() < 0.5:
-            P.on_wall("tv", fu.tv(rng), z0=1.2, floor_standing=False)
-        if rng.random() < 0.5:
-            P.on_floor("stool", fu.stool(rng))
+    _FURNISH[scene_type](P)
     # Unannotated clutter (its segments belong to no segGroup, as in the real release).
     for _ in range(int(rng.integers(1, 3))):
         P.on_floor("box", fu.small_box(rng), annotated=False)
