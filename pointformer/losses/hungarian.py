@@ -16,7 +16,7 @@ from torch import Tensor
 from pointformer.losses.influencer import weighted_total
 from pointformer.losses.matching import ASSIGNERS, matching_cost
 from pointformer.losses.targets import PreparedScene, prepare_scene, validate_inputs
-from pointformer.losses.terms import pairwise_sigmoid_costs, upcast, zero_like_graph
+from pointformer.losses.terms import autocast_off, pairwise_sigmoid_costs, upcast, zero_like_graph
 
 HUNGARIAN_TERM_WEIGHTS: dict[str, float] = {"cls": 2.0, "bce": 5.0, "dice": 2.0}
 
@@ -38,6 +38,24 @@ def matched_terms(
     Returns:
         (terms {"cls", "bce", "dice"}, matched query index [M], matched instance index [M]).
     """
+    with autocast_off(mask_logits):
+        return _matched_terms(mask_logits, class_logits, scene, assigner=assigner, cost_class=cost_class,
+                              cost_bce=cost_bce, cost_dice=cost_dice, no_object_weight=no_object_weight,
+                              num_masks=num_masks)
+
+
+def _matched_terms(
+    mask_logits: Tensor,
+    class_logits: Tensor,
+    scene: PreparedScene,
+    *,
+    assigner: str = "hungarian",
+    cost_class: float = 2.0,
+    cost_bce: float = 5.0,
+    cost_dice: float = 2.0,
+    no_object_weight: float = 0.1,
+    num_masks: Optional[float] = None,
+) -> tuple[dict[str, Tensor], Tensor, Tensor]:
     if assigner not in ASSIGNERS:
         raise ValueError(f"assigner must be one of {sorted(ASSIGNERS)}, got {assigner!r}")
     cost = matching_cost(mask_logits, class_logits, scene, cost_class=cost_class, cost_bce=cost_bce, cost_dice=cost_dice)
@@ -46,7 +64,7 @@ def matched_terms(
     denom = float(num_masks) if num_masks is not None else float(scene.num_valid_instances)
     denom = max(denom, 1.0)
     if rows.numel():
-        bce, dice = pairwise_sigmoid_costs(mask_logits[rows], scene)  # [M, K]
+        bce, dice = pairwise_sigmoid_costs(mask_logits.index_select(0, rows), scene)  # [M, K]
         ar = torch.arange(rows.numel(), device=rows.device)
         bce_sum = bce[ar, cols].sum() / denom + anchor
         dice_sum = dice[ar, cols].sum() / denom + anchor

@@ -26,6 +26,7 @@ from pointformer.losses.terms import (
     pairwise_sigmoid_costs,
     soft_class_loss,
     soft_class_targets,
+    autocast_off,
     upcast,
     zero_like_graph,
 )
@@ -44,6 +45,21 @@ def influencer_sigmoid_terms(
     no_object_weight: float = 0.1,
 ) -> dict[str, Tensor]:
     """Unweighted terms of the sigmoid form for one scene (see the module docstring)."""
+    with autocast_off(mask_logits):
+        return _influencer_sigmoid_terms(mask_logits, class_logits, scene, tau=tau, bce_weight=bce_weight,
+                                         dice_weight=dice_weight, no_object_weight=no_object_weight)
+
+
+def _influencer_sigmoid_terms(
+    mask_logits: Tensor,
+    class_logits: Tensor,
+    scene: PreparedScene,
+    *,
+    tau: float = 0.5,
+    bce_weight: float = 5.0,
+    dice_weight: float = 2.0,
+    no_object_weight: float = 0.1,
+) -> dict[str, Tensor]:
     if not tau > 0:
         raise ValueError(f"tau must be positive, got {tau}")
     anchor = zero_like_graph(mask_logits)
@@ -68,7 +84,7 @@ def influencer_sigmoid_terms(
         else:
             unclaimed = torch.zeros_like(unclaimed)
         if bool((unclaimed > 0).any()):
-            fg_prob = (prob[:, scene.fg_index] * scene.fg_weight_norm).sum(1)  # [N]
+            fg_prob = (prob.index_select(1, scene.fg_index) * scene.fg_weight_norm).sum(1)  # [N]
             supp = (unclaimed * fg_prob).sum() / (unclaimed > 0).sum() + anchor
         else:
             supp = anchor

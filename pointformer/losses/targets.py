@@ -70,6 +70,7 @@ class PreparedScene:
         bg_weight_norm: float [P_bg]; weight / total background weight.
         valid_index: long [P_v]; every non-ignore token with positive weight.
         valid_weight: float [P_v]; its raw weight.
+        valid_weight_full: float [P]; the raw weight of valid tokens, 0 for ignore tokens.
         query_home: long [N] or None; 0-based home instance of each query, -1 background seed,
             -2 no usable seed (seed -1, on an ignore token, or on an instance without weight).
             None for unseeded queries.
@@ -92,6 +93,7 @@ class PreparedScene:
     bg_weight_norm: Tensor
     valid_index: Tensor
     valid_weight: Tensor
+    valid_weight_full: Tensor
     query_home: Optional[Tensor]
     candidates: Tensor
     fallback: Tensor
@@ -196,7 +198,8 @@ def prepare_scene(
     bg_index = ((inst == 0) & (weight > 0)).nonzero().squeeze(1)
     bg_weight = weight[bg_index]
     bg_weight_norm = bg_weight / bg_weight.sum().clamp_min(1e-30)
-    valid_index = ((inst >= 0) & (weight > 0)).nonzero().squeeze(1)
+    valid_mask = (inst >= 0) & (weight > 0)
+    valid_index = valid_mask.nonzero().squeeze(1)
 
     candidates = torch.zeros(num_queries, k, dtype=torch.bool, device=device)
     query_home: Optional[Tensor] = None
@@ -233,6 +236,7 @@ def prepare_scene(
         bg_weight_norm=bg_weight_norm,
         valid_index=valid_index,
         valid_weight=weight[valid_index],
+        valid_weight_full=torch.where(valid_mask, weight, torch.zeros_like(weight)),
         query_home=query_home,
         candidates=candidates,
         fallback=fallback,

@@ -18,6 +18,12 @@ def upcast(t: Tensor) -> Tensor:
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
+def autocast_off(t: Tensor) -> torch.autocast:
+    """Context that disables autocast on t's device: the losses upcast to float32 themselves and
+    their matvecs (sums over up to 10^5 weighted tokens) must not run in half precision."""
+    return torch.autocast(device_type=t.device.type, enabled=False)
+
+
 def zero_like_graph(t: Tensor) -> Tensor:
     """A scalar 0 that stays connected to `t`'s graph (so backward and DDP see every parameter).
     Built from one element: a half-precision t.sum() can overflow to inf, and inf·0 is NaN."""
@@ -38,7 +44,7 @@ def instance_sums(values: Tensor, scene: PreparedScene, token_scale: Tensor) -> 
     out = values.new_zeros(n, k)
     if scene.fg_index.numel() == 0 or k == 0:
         return out
-    return out.index_add(1, scene.fg_instance, values[:, scene.fg_index] * token_scale)
+    return out.index_add(1, scene.fg_instance, values.index_select(1, scene.fg_index) * token_scale)
 
 
 def pairwise_sigmoid_costs(mask_logits: Tensor, scene: PreparedScene) -> tuple[Tensor, Tensor]:
@@ -53,15 +59,15 @@ def pairwise_sigmoid_costs(mask_logits: Tensor, scene: PreparedScene) -> tuple[T
         (bce [N, K], dice [N, K]), differentiable w.r.t. mask_logits.
     """
     z = upcast(mask_logits)
-    zv = z[:, scene.valid_index]
-    wv = scene.valid_weight
-    total = wv.sum().clamp_min(1e-30)
+    prob = torch.sigmoid(z)
+    w_full = scene.valid_weight_full.to(z.dtype)  # 0 on ignore tokens: full-width matvecs, no gather
+    total = w_full.sum().clamp_min(1e-30)
     # BCE(z, y) = softplus(z) − z·y; the y-part only touches the instance's own tokens.
-    softplus_sum = (torch.nn.functional.softplus(zv) * wv).sum(1) / total  # [N]
+    softplus_sum = torch.nn.functional.softplus(z) @ w_full / total  # [N]
     z_in = instance_sums(z, scene, scene.fg_weight) / total  # [N, K]
     bce = softplus_sum.unsqueeze(1) - z_in
-    prob_sum = (torch.sigmoid(zv) * wv).sum(1)  # [N]
-    prob_in = instance_sums(torch.sigmoid(z), scene, scene.fg_weight)  # [N, K]
+    prob_sum = prob @ w_full  # [N]
+    prob_in = instance_sums(prob, scene, scene.fg_weight)  # [N, K]
     dice = 1.0 - (2.0 * prob_in + DICE_SMOOTH) / (prob_sum.unsqueeze(1) + scene.instance_weight.unsqueeze(0) + DICE_SMOOTH)
     return bce, dice
 
