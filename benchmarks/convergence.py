@@ -110,7 +110,7 @@ SIZES: dict[str, StudySize] = {
     # Two short runs: the end-to-end test.
     "quick": StudySize(preset="convergence", train_scenes=4, val_scenes=2, vertices=2500, steps=6, eval_every=3,
                        log_every=1, seeds=(0,), variants=("influencer", "hungarian"),
-                       overrides=("model.decoder.num_queries=24", "model.decoder.num_layers=2")),
+                       overrides=("model.decoder.num_queries=24", "model.decoder.num_layers=2", "trainer.keep_last=2")),
     # The CPU study: under an hour on a 2-core machine with --jobs 2.
     "default": StudySize(preset="convergence", train_scenes=24, val_scenes=8, vertices=5000, steps=300,
                          eval_every=50, log_every=10, seeds=(0, 1, 2), variants=tuple(VARIANTS)),
@@ -263,8 +263,8 @@ class StepClock:
     A step is: data (previous optimiser step -> this loss call: loading + collation), model forward,
     loss (criterion forward, which contains the assignment), backward + clipping + optimiser step
     (loss end -> the optimiser's step hook). Intervals with a validation or a checkpoint in them are
-    not steps: the data time of the first step after an evaluation is not measured (the mean of the
-    other steps stands in for it in ``train_seconds``).
+    not steps: the data time of the first step after an evaluation (and of a run's first step) is not
+    measured; the mean of the steps measured so far stands in for it in ``train_seconds``.
     """
 
     train_seconds: float = 0.0       # cumulative step time (all parts), across resumes
@@ -351,10 +351,10 @@ def scene_diagnostics(instances: Any, token_instance: torch.Tensor, token_weight
     hits = duplicates = 0
     if rows and gt_ids:
         valid = (inst >= 0).double() * weight  # ignore tokens are out of the IoU, as in the evaluator
-        pred = masks[rows].double() * valid                                   # [Q, P]
-        gt = torch.stack([(inst == k).double() * weight for k in gt_ids])     # [K, P]
-        inter = pred @ gt.T
-        union = pred.sum(1, keepdim=True) + gt.sum(1).unsqueeze(0) - inter
+        pred = masks[rows].double() * valid                                   # [Q, P] point-weighted
+        gt = torch.stack([(inst == k).double() for k in gt_ids])              # [K, P] binary
+        inter = pred @ gt.T                                                    # points in both
+        union = pred.sum(1, keepdim=True) + (gt * weight).sum(1).unsqueeze(0) - inter
         iou = inter / union.clamp_min(1e-9)
         best_iou, best_gt = iou.max(dim=1)
         for i, row in enumerate(rows):
