@@ -137,7 +137,10 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     get a zero normal.
     """
     vertices, faces = _check_mesh(vertices, faces)
-    n = _mean_face_normals(vertices, faces)
+    if HAVE_NUMBA:
+        n = _mean_normals_compiled(np.ascontiguousarray(vertices), np.ascontiguousarray(faces))
+    else:
+        n = _mean_face_normals(vertices, faces)
     length = np.linalg.norm(n, axis=1, keepdims=True)
     return np.divide(n, length, out=np.zeros_like(n), where=length > 1e-12).astype(np.float32)
 
@@ -157,9 +160,8 @@ def _edge_weights_numpy(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.nda
     return ea, eb, w
 
 
-def _edge_weights_loop(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The same graph as :func:`_edge_weights_numpy` as two loops (compiled by numba: one pass over
-    memory instead of a dozen temporary [3F, 3] arrays)."""
+def _mean_normals_loop(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """:func:`_mean_face_normals` as one pass over the faces (compiled by numba)."""
     nv, nf = vertices.shape[0], faces.shape[0]
     acc = np.zeros((nv, 3), dtype=np.float64)
     count = np.zeros(nv, dtype=np.int64)
@@ -175,7 +177,7 @@ def _edge_weights_loop(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndar
         length = np.sqrt(cx * cx + cy * cy + cz * cz)
         if length > 0:
             cx, cy, cz = cx / length, cy / length, cz / length
-        else:
+        else:  # a zero-area face contributes a zero normal (the C++ tool would spread NaN)
             cx, cy, cz = 0.0, 0.0, 0.0
         for i in (i1, i2, i3):
             acc[i, 0] += cx
@@ -187,6 +189,14 @@ def _edge_weights_loop(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndar
         if count[i] > 0:
             for k in range(3):
                 normals[i, k] = acc[i, k] / count[i]
+    return normals
+
+
+def _edge_weights_loop(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same graph as :func:`_edge_weights_numpy` as loops (compiled by numba: one pass over
+    memory instead of a dozen temporary [3F, 3] arrays)."""
+    nf = faces.shape[0]
+    normals = _mean_normals_compiled(vertices, faces)
     ea = np.empty(3 * nf, dtype=np.int64)
     eb = np.empty(3 * nf, dtype=np.int64)
     w = np.empty(3 * nf, dtype=np.float32)
@@ -217,10 +227,12 @@ try:  # numba is a declared dependency; the fallback keeps the library usable wh
             return numba.njit(nogil=True)(fn)
 
     _segment_sorted_edges_compiled = _compile(_segment_sorted_edges)
+    _mean_normals_compiled = _compile(_mean_normals_loop)
     _edge_weights_compiled = _compile(_edge_weights_loop)
     HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - exercised only without numba
     _segment_sorted_edges_compiled = _segment_sorted_edges
+    _mean_normals_compiled = _mean_normals_loop
     _edge_weights_compiled = _edge_weights_loop
     HAVE_NUMBA = False
 

@@ -166,3 +166,14 @@ def _adjusted_rand_index(a: np.ndarray, b: np.ndarray) -> float:
     sum_b = comb(np.asarray(table.sum(0)).ravel()).sum()
     expected = sum_a * sum_b / comb(a.shape[0])
     return float((sum_ij - expected) / (0.5 * (sum_a + sum_b) - expected))
+
+
+def test_compiled_normals_match_numpy_normals():
+    v, f = _scene_like()
+    compiled = S._mean_normals_compiled(v, f.astype(np.int64))
+    np.testing.assert_allclose(compiled, S._mean_face_normals(v, f.astype(np.int64)), atol=1e-5)
+    # A degenerate (zero-area) face contributes nothing instead of NaN.
+    v2 = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [2, 0, 0]], dtype=np.float32)
+    f2 = np.array([[0, 1, 2], [0, 1, 3]])
+    n = S.vertex_normals(v2, f2)
+    assert np.isfinite(n).all() and np.allclose(n[:3], [0, 0, 1]) and np.allclose(n[3], 0)
