@@ -104,3 +104,15 @@ def test_ddp_two_gloo_processes_train_and_write_one_run(data_root, tmp_path):
     assert (run / "checkpoints" / "step_00000004.pt").is_file()
     assert proc.stdout.count('"run_dir"') == 1  # only rank 0 prints the summary
     assert "2 process(es)" in proc.stderr
+
+
+@pytest.mark.xfail(raises=ValueError, strict=False,
+                   reason="pointformer.sparse ops reject bf16 features with float32 weights under autocast; "
+                          "passes once the sparse convolutions are autocast-aware")
+def test_bf16_autocast_training_runs_on_cpu(data_root, tmp_path):
+    torch.set_num_threads(1)
+    cfg = compose_config(_quiet(data_root, tmp_path / "run", "trainer.amp=bf16", "trainer.epochs=1",
+                                "trainer.batch_size=2", "trainer.val_every_epochs=1", "trainer.log_every=1"))
+    result = run_training(cfg)
+    losses = [r["loss"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl", "train")]
+    assert result.step == 2 and np.isfinite(losses).all() and "map50" in result.last_val
