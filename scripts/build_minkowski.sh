@@ -53,16 +53,17 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libopenblas\.so\b' && [ ! -e /usr/includ
 fi
 
 shopt -s nullglob
-cached=("$wheel_dir"/MinkowskiEngine-*.whl)
+cached=("$wheel_dir"/[Mm]inkowski[Ee]ngine-*.whl)
 if [ ${#cached[@]} -eq 0 ] || [ "${ME_FORCE_BUILD:-0}" = 1 ]; then
-  work=$(mktemp -d "${TMPDIR:-/tmp}/me-build.XXXXXX")
-  trap 'rm -rf "$work"' EXIT
+  # The build folder is kept when a step fails, so a rerun reuses the compiled objects (ninja).
+  work="$cache/minkowskiengine-$version-build"
+  mkdir -p "$work"
   log "downloading the MinkowskiEngine==$version sdist"
   # Metadata preparation imports torch, hence --no-build-isolation here as well.
-  SETUPTOOLS_USE_DISTUTILS=stdlib "$py" -m pip download -q --no-deps --no-binary :all: \
-    --no-build-isolation -d "$work" "MinkowskiEngine==$version"
-  tar -xzf "$work/MinkowskiEngine-$version.tar.gz" -C "$work"
+  [ -f "$work/MinkowskiEngine-$version.tar.gz" ] || SETUPTOOLS_USE_DISTUTILS=stdlib "$py" -m pip download -q \
+    --no-deps --no-binary :all: --no-build-isolation -d "$work" "MinkowskiEngine==$version"
   src="$work/MinkowskiEngine-$version"
+  [ -d "$src" ] || tar -xzf "$work/MinkowskiEngine-$version.tar.gz" -C "$work"
   log "patching collections.Sequence -> collections.abc.Sequence"
   grep -rl --include='*.py' 'from collections import' "$src/MinkowskiEngine" | while read -r f; do
     sed -i -E 's/^from collections import Sequence, namedtuple$/from collections import namedtuple\nfrom collections.abc import Sequence/; s/^from collections import Sequence$/from collections.abc import Sequence/' "$f"
@@ -84,11 +85,18 @@ if [ ${#cached[@]} -eq 0 ] || [ "${ME_FORCE_BUILD:-0}" = 1 ]; then
   log "compile time: $(( $(date +%s) - tb )) s"
   mkdir -p "$wheel_dir"
   # Atomic publication of the cached wheel: copy under a temporary name, then rename.
-  for w in "$work"/dist/MinkowskiEngine-*.whl; do
+  # setuptools may spell the wheel name in lower case
+  built=("$work"/dist/[Mm]inkowski[Ee]ngine-*.whl)
+  if [ ${#built[@]} -eq 0 ]; then
+    echo "[minkowski] ERROR: pip wheel produced no MinkowskiEngine wheel in $work/dist" >&2
+    exit 1
+  fi
+  for w in "${built[@]}"; do
     cp "$w" "$wheel_dir/.tmp.$(basename "$w")"
     mv "$wheel_dir/.tmp.$(basename "$w")" "$wheel_dir/$(basename "$w")"
   done
-  cached=("$wheel_dir"/MinkowskiEngine-*.whl)
+  cached=("$wheel_dir"/[Mm]inkowski[Ee]ngine-*.whl)
+  rm -rf "$work"
 else
   log "using cached wheel ${cached[0]}"
 fi
