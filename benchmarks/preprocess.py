@@ -145,6 +145,8 @@ def main() -> None:
         ea, eb, w = graph
         w = np.maximum(w, 0)
         sort_s, order = timed(lambda: S._stable_argsort_nonnegative(w), args.repeats)
+        numpy_sort_s, numpy_order = timed(lambda: np.argsort(w, kind="stable"), args.repeats)
+        assert np.array_equal(order, numpy_order)
         a, b, ws = ea[order], eb[order], w[order]
         uf_s, _ = timed(lambda: S._segment_sorted_edges_compiled(v.shape[0], a, b, ws, np.float32(0.01), 20),
                         args.repeats)
@@ -156,6 +158,7 @@ def main() -> None:
         emit(bench="segmentator", vertices=int(v.shape[0]), faces=int(f.shape[0]), edges=int(3 * f.shape[0]),
              segments=int(len(np.unique(seg))), numba=S.HAVE_NUMBA, first_call_s=round(first, 3),
              median_s=round(seg_s, 4), graph_s=round(graph_s, 4), sort_s=round(sort_s, 4),
+             sort_numpy_stable_argsort_s=round(numpy_sort_s, 4),
              union_find_s=round(uf_s, 4), graph_numpy_fallback_s=round(numpy_graph_s, 4),
              union_find_pure_python_s=round(python_uf, 3),
              union_find_speedup_numba=round(python_uf / max(uf_s, 1e-9), 1))
