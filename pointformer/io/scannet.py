@@ -366,6 +366,9 @@ def read_scannet_scene(folder: str | os.PathLike, label_map: Optional[Mapping[st
         mesh = read_ply(files.mesh, require_faces=True, require_colors=True)
     except PlyFormatError as exc:
         raise ScanNetFormatError(f"scene {scene}: {exc}") from None
+    if mesh.num_vertices == 0 or mesh.faces is None or mesh.faces.shape[0] == 0:
+        raise _fail(scene, files.mesh, f"mesh is empty ({mesh.num_vertices} vertices, "
+                                       f"{0 if mesh.faces is None else mesh.faces.shape[0]} faces)")
     meta = read_scene_meta(files.meta, scene)
     raw = RawScanNetScene(scene_id=scene, files=files, vertices=mesh.vertices, colors=mesh.colors,
                           faces=mesh.faces, meta=meta, notes=notes)

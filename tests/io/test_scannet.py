@@ -139,6 +139,9 @@ def _damage(name, folder, sid):
         data = mesh.read_bytes()
         mesh.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 12\x00garbage")
         return mesh.name, "header"
+    if name == "empty mesh":
+        write_ply(mesh, np.zeros((0, 3)), colors=np.zeros((0, 3), np.uint8), faces=np.zeros((0, 3), int))
+        return mesh.name, "mesh is empty"
     if name == "missing labels":
         labels.unlink()
         return labels.name, "annotation file not found"
@@ -176,7 +179,7 @@ def _damage(name, folder, sid):
     raise AssertionError(name)
 
 
-DAMAGES = ["missing mesh", "truncated mesh", "corrupt mesh header", "missing labels", "labels vertex count",
+DAMAGES = ["missing mesh", "truncated mesh", "corrupt mesh header", "empty mesh", "missing labels", "labels vertex count",
            "labels coordinates", "segIndices length", "segs not json", "unknown segments",
            "unknown raw category", "malformed segGroup"]
 
