@@ -21,13 +21,11 @@ from torch import Tensor
 from pointformer.losses.influencer import weighted_total
 from pointformer.losses.targets import PreparedScene, prepare_scene, validate_inputs
 from pointformer.losses.terms import (
-    instance_sums,
     masked_softmax_over_queries,
-    pairwise_sigmoid_costs,
+    pairwise_sigmoid_stats,
     soft_class_loss,
     soft_class_targets,
     autocast_off,
-    upcast,
     zero_like_graph,
 )
 
@@ -65,14 +63,13 @@ def _influencer_sigmoid_terms(
     anchor = zero_like_graph(mask_logits)
     valid = scene.instance_valid
     num_valid = scene.num_valid_instances
-    bce, dice = pairwise_sigmoid_costs(mask_logits, scene)
+    bce, dice, prob_in = pairwise_sigmoid_stats(mask_logits, scene)
     cost = bce_weight * bce + dice_weight * dice  # [N, K]
     cand = scene.candidates
     assign = masked_softmax_over_queries(-cost.detach() / tau, cand)  # zero outside candidates
     if num_valid:
         att = (assign * cost)[:, valid].sum() / num_valid + anchor
-        prob = torch.sigmoid(upcast(mask_logits))
-        inside = instance_sums(prob, scene, scene.fg_weight_in_instance)  # [N, K] mean σ on S_k
+        inside = prob_in / scene.instance_weight.clamp_min(1e-30)  # [N, K] weighted mean σ on S_k
         pairs = cand & valid.unsqueeze(0)
         rep = ((1.0 - assign) * inside)[pairs].sum() / pairs.sum() + anchor
         claimed = assign.sum(1).clamp(max=1.0)
@@ -84,7 +81,8 @@ def _influencer_sigmoid_terms(
         else:
             unclaimed = torch.zeros_like(unclaimed)
         if bool((unclaimed > 0).any()):
-            fg_prob = (prob.index_select(1, scene.fg_index) * scene.fg_weight_norm).sum(1)  # [N]
+            # Σ_k Σ_{p∈S_k} w σ = Σ_{p∈fg} w σ: the foreground mean comes from the same sums
+            fg_prob = prob_in.sum(1) / scene.fg_weight.sum().clamp_min(1e-30)  # [N]
             supp = (unclaimed * fg_prob).sum() / (unclaimed > 0).sum() + anchor
         else:
             supp = anchor

@@ -48,6 +48,12 @@ def instance_sums(values: Tensor, scene: PreparedScene, token_scale: Tensor) -> 
 
 
 def pairwise_sigmoid_costs(mask_logits: Tensor, scene: PreparedScene) -> tuple[Tensor, Tensor]:
+    """(bce [N, K], dice [N, K]); see `pairwise_sigmoid_stats`."""
+    bce, dice, _ = pairwise_sigmoid_stats(mask_logits, scene)
+    return bce, dice
+
+
+def pairwise_sigmoid_stats(mask_logits: Tensor, scene: PreparedScene) -> tuple[Tensor, Tensor, Tensor]:
     """BCE and dice of every query's sigmoid mask against every instance's binary mask.
 
     Both are weighted by token weight over the non-ignore tokens: BCE is the weighted mean over
@@ -56,7 +62,7 @@ def pairwise_sigmoid_costs(mask_logits: Tensor, scene: PreparedScene) -> tuple[T
     Args:
         mask_logits: [N, P].
     Returns:
-        (bce [N, K], dice [N, K]), differentiable w.r.t. mask_logits.
+        (bce [N, K], dice [N, K], prob_in [N, K] = Σ_{p∈S_k} w_p σ(m_qp)), differentiable.
     """
     z = upcast(mask_logits)
     prob = torch.sigmoid(z)
@@ -69,7 +75,7 @@ def pairwise_sigmoid_costs(mask_logits: Tensor, scene: PreparedScene) -> tuple[T
     prob_sum = prob @ w_full  # [N]
     prob_in = instance_sums(prob, scene, scene.fg_weight)  # [N, K]
     dice = 1.0 - (2.0 * prob_in + DICE_SMOOTH) / (prob_sum.unsqueeze(1) + scene.instance_weight.unsqueeze(0) + DICE_SMOOTH)
-    return bce, dice
+    return bce, dice, prob_in
 
 
 def soft_class_loss(class_logits: Tensor, target: Tensor, no_object_weight: float) -> Tensor:
