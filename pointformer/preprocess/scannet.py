@@ -354,6 +354,9 @@ def preprocess_scannet(raw_root: str | os.PathLike, out_dir: str | os.PathLike, 
         for missing in sorted(wanted - found):
             logger.warning("scene %s: not found in the selected splits of %s", missing, raw_root)
 
+    if not any(per_split.values()):
+        raise ValueError(f"{raw_root}: no scene folders (scene*) under scans/ or scans_test/ for the splits "
+                         f"{list(splits)}" + (f" and scenes {sorted(wanted)[:5]}" if wanted else ""))
     label_map: Optional[dict[str, int]] = None
     label_map_sha1: Optional[str] = None
     if any(per_split.get(s) for s in ("train", "val")):

@@ -205,6 +205,9 @@ def test_parallel_workers_give_identical_output(release, processed, tmp_path):
 def test_cli_usage_errors(tmp_path, capsys):
     assert cli_main(["scannet", str(tmp_path / "nowhere"), str(tmp_path / "o"), "--no-progress"]) == 2
     assert "not found" in capsys.readouterr().err
+    (tmp_path / "raw" / "scans").mkdir(parents=True)
+    assert cli_main(["scannet", str(tmp_path / "raw"), str(tmp_path / "o"), "--no-progress"]) == 2
+    assert "no scene folders" in capsys.readouterr().err
     (tmp_path / "raw" / "scans" / "scene0000_00").mkdir(parents=True)
     assert cli_main(["scannet", str(tmp_path / "raw"), str(tmp_path / "o"), "--no-progress"]) == 2
     assert "scannetv2-labels.combined.tsv" in capsys.readouterr().err
