@@ -180,7 +180,8 @@ def prepare_data(out: Path, size: StudySize) -> Path:
                                  target_vertices=size.vertices, val_fraction=size.val_scenes / total)
     if len(synthetic.splits["val"]) != size.val_scenes:
         raise RuntimeError(f"the generator made {len(synthetic.splits['val'])} val scenes, expected {size.val_scenes}")
-    summary = preprocess_scannet(raw, pre, workers=1, splits=["train", "val"], progress=False)
+    summary = preprocess_scannet(raw, pre, workers=max(1, min(8, os.cpu_count() or 1)), splits=["train", "val"],
+                                 progress=False)
     if not summary.ok:
         raise RuntimeError(f"preprocessing the synthetic scenes failed: {summary.format()}")
     stats = _data_stats(pre)
