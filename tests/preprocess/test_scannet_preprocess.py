@@ -239,3 +239,16 @@ def test_a_dying_worker_fails_its_scenes_instead_of_hanging(release, tmp_path, m
     monkeypatch.setattr(P, "process_scene", real)
     again = P.preprocess_scannet(root, tmp_path / "o", workers=2, progress=False)
     assert again.ok and "scene0001_00" in again.done
+
+
+@pytest.mark.slow
+def test_scannet_sized_round_trip(tmp_path):
+    """150k-vertex scenes (ScanNet's typical size) through generation and preprocessing, 2 workers."""
+    ds = generate_scannet(tmp_path / "raw", num_scenes=2, num_test_scenes=1, seed=4, target_vertices=150_000)
+    summary = P.preprocess_scannet(ds.root, tmp_path / "out", workers=2, progress=False)
+    assert summary.ok and len(summary.done) == 3
+    for sid, truth in ds.scenes.items():
+        scene = load_scene(tmp_path / "out" / truth.split / f"{sid}.npz")
+        assert 120_000 < scene.num_points == truth.num_vertices < 180_000
+        np.testing.assert_array_equal(scene.instance, truth.instance)
+        assert 200 < scene.superpoint.max() + 1 < 5000  # ScanNet scenes: ~1k-3k superpoints
