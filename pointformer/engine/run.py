@@ -18,7 +18,7 @@ from pointformer.engine.build import (build_model, build_task, check_classes, ma
                                       resolve_color_stats)
 from pointformer.engine.config import ConfigError, container, optional_path, to_yaml
 from pointformer.engine.distributed import DistInfo, broadcast_object
-from pointformer.engine.trainer import FitResult, Trainer, TrainerConfig
+from pointformer.engine.trainer import FitResult, Trainer, TrainerConfig, seed_everything
 
 log = logging.getLogger("pointformer")
 
@@ -80,6 +80,7 @@ def run_training(cfg: DictConfig, *, dist_info: DistInfo = DistInfo(), overrides
         val_set = make_dataset(cfg, str(val_split), train=False, limit=cfg.data.get("limit_val"))
     class_ids = check_classes(cfg, train_set)
     task = build_task(cfg, class_ids)
+    seed_everything(trainer_cfg.seed)  # the initial weights are part of what a seed reproduces
     model = build_model(cfg)
 
     run_dir = Path(broadcast_object(str(choose_run_dir(cfg)) if dist_info.is_main else None))

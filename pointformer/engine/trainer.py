@@ -91,6 +91,8 @@ class TrainerConfig:
         values = dict(values)
         if "betas" in values:
             values["betas"] = tuple(values["betas"])
+        if isinstance(values.get("amp"), bool):  # YAML 1.1 reads a bare off/on as a boolean
+            values["amp"] = "auto" if values["amp"] else "off"
         cfg = cls(**values)
         if cfg.amp not in ("auto", "bf16", "fp16", "off"):
             raise ValueError(f"trainer.amp must be auto, bf16, fp16 or off; got {cfg.amp!r}")

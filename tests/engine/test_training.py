@@ -46,6 +46,20 @@ def test_few_steps_decrease_the_loss(loss, data_root, tmp_path):
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
 
 
+def test_same_seed_same_run_other_seed_other_run(data_root, tmp_path):
+    torch.set_num_threads(1)
+
+    def losses(name, seed):
+        cfg = compose_config(_quiet(data_root, tmp_path / name, f"trainer.seed={seed}", "trainer.epochs=1",
+                                    "trainer.batch_size=2", "trainer.val_every_epochs=0", "trainer.log_every=1"))
+        run_training(cfg)
+        return [r["loss"] for r in read_metrics(tmp_path / name / "metrics.jsonl", "train")]
+
+    first = losses("a", 1)
+    assert losses("b", 1) == first
+    assert losses("c", 2) != first
+
+
 def test_train_cli_saves_resolved_config_and_evaluate_model_reads_the_checkpoint(data_root, tmp_path, capsys):
     torch.set_num_threads(1)
     run = tmp_path / "run"
