@@ -10,6 +10,7 @@ Prints one JSON line per (loss, N, K, P) and a summary line per grid point with 
 hungarian. Example:
     OMP_NUM_THREADS=2 python benchmarks/losses.py                      # full grid
     python benchmarks/losses.py --queries 200 --instances 60 --tokens 4096 --repeats 20
+    python benchmarks/losses.py --summarize run.jsonl                  # markdown tables
 """
 from __future__ import annotations
 
@@ -150,6 +151,38 @@ def measure_side_by_side(names: list[str], scene, repeats: int, device: torch.de
     return out
 
 
+def summarize(path: str) -> str:
+    """Markdown tables (median ms per loss per grid point, ratios, memory, fitted scaling
+    exponents time ∝ N^a K^b P^c) from this script's JSON lines."""
+    import numpy as np
+
+    rows: dict[tuple[int, int, int], dict[str, dict]] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            rec = json.loads(line)
+            if rec.get("event") == "loss":
+                rows.setdefault((rec["N"], rec["K"], rec["P"]), {})[rec["loss"]] = rec
+    names = [n for n in DEFAULT_LOSSES if any(n in r for r in rows.values())]
+    out = ["| N | K | P | " + " | ".join(names) + " | influencer / hungarian | influencer / mask3d-style |",
+           "|" + "---|" * (len(names) + 5)]
+    for (n, k, p), r in sorted(rows.items(), key=lambda kv: (kv[0][2], kv[0][1], kv[0][0])):
+        cells = [f"{r[x]['time_ms']:.1f}" if x in r else "–" for x in names]
+        ratio = lambda a, b: f"{r[a]['time_ms'] / r[b]['time_ms']:.2f}" if a in r and b in r else "–"  # noqa: E731
+        out.append(f"| {n} | {k} | {p} | " + " | ".join(cells) +
+                   f" | {ratio('influencer', 'hungarian')} | {ratio('influencer', 'hungarian_mask3d_style')} |")
+    out += ["", "| loss | exponent N | exponent K | exponent P | saved-for-backward MB at the largest point |",
+            "|---|---|---|---|---|"]
+    largest = max(rows, key=lambda key: key[0] * key[2] * key[1])
+    for x in names:
+        pts = [(key, r[x]["time_ms"]) for key, r in rows.items() if x in r]
+        a = np.array([[1.0, np.log(key[0]), np.log(key[1]), np.log(key[2])] for key, _ in pts])
+        y = np.log([t for _, t in pts])
+        coef = np.linalg.lstsq(a, y, rcond=None)[0]
+        mem = rows[largest].get(x, {}).get("mem_mb", float("nan"))
+        out.append(f"| {x} | {coef[1]:.2f} | {coef[2]:.2f} | {coef[3]:.2f} | {mem:.1f} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--queries", type=int, nargs="+", default=[50, 100, 200, 400])
@@ -160,7 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    ap.add_argument("--summarize", metavar="JSONL", help="print markdown tables from a previous run's output and exit")
     args = ap.parse_args(argv)
+    if args.summarize:
+        print(summarize(args.summarize))
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -134,13 +134,13 @@ def _influencer_terms(
     ell, log_bg, log_not_bg = ownership_log_terms(mask_logits, background_logits, scene)
     anchor = zero_like_graph(mask_logits) + zero_like_graph(background_logits)
     num_valid = scene.num_valid_instances
-    valid = scene.instance_valid
 
     if num_valid:
         # Only valid instances: an all -inf column would give NaN gradients even when masked out.
-        scaled = (ell[:, valid] / t).masked_fill(~scene.candidates[:, valid], float("-inf"))
+        cols = scene.instance_valid_index
+        scaled = (ell.index_select(1, cols) / t).masked_fill(~scene.candidates.index_select(1, cols), float("-inf"))
         att = (-t * torch.logsumexp(scaled, dim=0)).sum() / num_valid
-        if bool(scene.fallback.any()):
+        if scene.has_fallback:
             r = torch.exp(ell) * scene.fallback.unsqueeze(0)
             excl = (r.sum(1).square() - r.square().sum(1)).sum() / num_valid
         else:

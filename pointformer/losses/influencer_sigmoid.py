@@ -68,10 +68,10 @@ def _influencer_sigmoid_terms(
     cand = scene.candidates
     assign = masked_softmax_over_queries(-cost.detach() / tau, cand)  # zero outside candidates
     if num_valid:
-        att = (assign * cost)[:, valid].sum() / num_valid + anchor
+        att = (assign * cost * valid).sum() / num_valid + anchor  # masks, not boolean indexing: no sync
         inside = prob_in / scene.instance_weight.clamp_min(1e-30)  # [N, K] weighted mean σ on S_k
         pairs = cand & valid.unsqueeze(0)
-        rep = ((1.0 - assign) * inside)[pairs].sum() / pairs.sum() + anchor
+        rep = ((1.0 - assign) * inside * pairs).sum() / pairs.sum().clamp_min(1) + anchor
         claimed = assign.sum(1).clamp(max=1.0)
         unclaimed = (1.0 - claimed).detach()
         if scene.query_home is not None:
@@ -80,12 +80,9 @@ def _influencer_sigmoid_terms(
             unclaimed = unclaimed * (scene.query_home < 0)
         else:
             unclaimed = torch.zeros_like(unclaimed)
-        if bool((unclaimed > 0).any()):
-            # Σ_k Σ_{p∈S_k} w σ = Σ_{p∈fg} w σ: the foreground mean comes from the same sums
-            fg_prob = prob_in.sum(1) / scene.fg_weight.sum().clamp_min(1e-30)  # [N]
-            supp = (unclaimed * fg_prob).sum() / (unclaimed > 0).sum() + anchor
-        else:
-            supp = anchor
+        # Σ_k Σ_{p∈S_k} w σ = Σ_{p∈fg} w σ: the foreground mean comes from the same sums
+        fg_prob = prob_in.sum(1) / scene.fg_weight.sum().clamp_min(1e-30)  # [N]
+        supp = (unclaimed * fg_prob).sum() / (unclaimed > 0).sum().clamp_min(1) + anchor  # no device sync
     else:
         att = rep = supp = anchor
     target = soft_class_targets(assign, scene, class_logits.shape[1] - 1)

@@ -59,6 +59,7 @@ class PreparedScene:
         num_tokens, num_queries: P and N.
         instance_class: long [K].
         instance_valid: bool [K]; the instance owns positive weight.
+        instance_valid_index: long [K_valid]; indices of the valid instances.
         num_valid_instances: python int (number of valid instances).
         instance_weight: float [K]; total token weight of each instance.
         fg_index: long [P_fg]; tokens of (valid) instances.
@@ -76,12 +77,14 @@ class PreparedScene:
             None for unseeded queries.
         candidates: bool [N, K]; q is a candidate influencer of instance k.
         fallback: bool [K]; valid instance without a seeded query (every query is a candidate).
+        has_fallback: python bool, fallback.any() (read once, so the per-layer terms need no sync).
     """
 
     num_tokens: int
     num_queries: int
     instance_class: Tensor
     instance_valid: Tensor
+    instance_valid_index: Tensor
     num_valid_instances: int
     instance_weight: Tensor
     fg_index: Tensor
@@ -97,6 +100,7 @@ class PreparedScene:
     query_home: Optional[Tensor]
     candidates: Tensor
     fallback: Tensor
+    has_fallback: bool
 
 
 def _check_int_vector(name: str, tensor: Tensor, length: Optional[int] = None) -> None:
@@ -225,6 +229,7 @@ def prepare_scene(
         num_queries=num_queries,
         instance_class=instance_class.long(),
         instance_valid=instance_valid,
+        instance_valid_index=instance_valid.nonzero().squeeze(1),
         num_valid_instances=int(instance_valid.sum()),
         instance_weight=instance_weight,
         fg_index=fg_index,
@@ -240,4 +245,5 @@ def prepare_scene(
         query_home=query_home,
         candidates=candidates,
         fallback=fallback,
+        has_fallback=bool(fallback.any()),
     )
