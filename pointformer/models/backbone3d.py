@@ -160,6 +160,11 @@ class Res16UNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    @property
+    def backend(self) -> str:
+        """The sparse backend the convolutions use now (``pointformer.sparse.set_backend`` switches it)."""
+        return self.conv0p1s1.backend
+
     def forward(self, x: SparseTensor) -> BackboneOutput:
         if not isinstance(x, SparseTensor):
             raise ValueError(f"Res16UNet: expected a SparseTensor, got {type(x).__name__}")

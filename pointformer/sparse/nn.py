@@ -166,6 +166,4 @@ def set_backend(module: nn.Module, backend: str) -> nn.Module:
     for m in module.modules():
         if isinstance(m, _SparseConvBase):
             m.backend = backend
-        elif hasattr(m, "sparse_backend"):
-            m.sparse_backend = backend
     return module

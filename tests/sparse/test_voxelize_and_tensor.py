@@ -112,6 +112,19 @@ def test_global_pool_modes() -> None:
     assert global_pool(x, "mean", batch_size=3)[2].abs().sum() == 0
 
 
+def test_dense_view_and_activations() -> None:
+    coords = torch.tensor([[0, 1, 0, 0], [0, 0, 2, 1], [1, 1, 1, 1]], dtype=torch.int32)
+    x = SparseTensor(coords, torch.tensor([[1.0, -2.0], [3.0, 4.0], [-5.0, 6.0]]))
+    d = x.dense()
+    assert d.shape == (2, 2, 2, 3, 2)
+    assert d[0, :, 1, 0, 0].tolist() == [1.0, -2.0] and d[1, :, 1, 1, 1].tolist() == [-5.0, 6.0]
+    assert d.abs().sum() == x.feats.abs().sum()
+    from pointformer.sparse import SparseActivation, SparseReLU
+
+    assert SparseReLU()(x).feats.min() == 0 and SparseReLU()(x).same_voxels(x)
+    torch.testing.assert_close(SparseActivation(fn=torch.tanh)(x).feats, torch.tanh(x.feats))
+
+
 def test_cat_and_cache_reuse() -> None:
     xyz = scene_points(4, 800)
     x, _ = voxelize(xyz, torch.ones((800, 2)), torch.zeros(800, dtype=torch.long), 0.2)
