@@ -3,8 +3,9 @@
 Felzenszwalb–Huttenlocher graph segmentation on mesh vertex normals, as in the tool that produced
 ScanNet's ``*_vh_clean_2.0.010000.segs.json`` files (defaults kThresh = 0.01, segMinVerts = 20):
 
-1. vertex normal = running mean of the unit normals of the faces around the vertex (the official
-   tool does not re-normalise it, and neither do the edge weights here, so the weights match);
+1. vertex normal = running mean of the unit normals of the faces around the vertex, accumulated in
+   float32 in face order like the official tool (which does not re-normalise it; neither do the
+   edge weights here), so the weights match the tool's bit for bit;
 2. three edges per face (duplicates kept), weight ``w = 1 - dot(n_a, n_b)``, squared when the edge
    is convex (``dot(n_b, unit(p_b - p_a)) > 0``);
 3. edges sorted by weight (stable sort here: deterministic, and ties are the only place where the
@@ -161,10 +162,15 @@ def _edge_weights_numpy(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.nda
 
 
 def _mean_normals_loop(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """:func:`_mean_face_normals` as one pass over the faces (compiled by numba)."""
+    """Per-vertex running mean of unit face normals [V, 3] float32, computed exactly as the official
+    tool does (faces in file order, ``n = t * face_normal + (1 - t) * n`` with ``t = 1 / (count + 1)``,
+    all in float32), so that edge weights, and therefore segments, match it bit for bit on meshes
+    without degenerate faces. Compiled by numba; :func:`_mean_face_normals` is the numpy equivalent
+    (same values up to float rounding)."""
     nv, nf = vertices.shape[0], faces.shape[0]
-    acc = np.zeros((nv, 3), dtype=np.float64)
-    count = np.zeros(nv, dtype=np.int64)
+    normals = np.zeros((nv, 3), dtype=np.float32)
+    count = np.zeros(nv, dtype=np.float32)
+    one, zero = np.float32(1.0), np.float32(0.0)
     for f in range(nf):
         i1, i2, i3 = faces[f, 0], faces[f, 1], faces[f, 2]
         ux = vertices[i2, 0] - vertices[i1, 0]
@@ -175,20 +181,17 @@ def _mean_normals_loop(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
         vz = vertices[i3, 2] - vertices[i1, 2]
         cx, cy, cz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
         length = np.sqrt(cx * cx + cy * cy + cz * cz)
-        if length > 0:
+        if length > zero:
             cx, cy, cz = cx / length, cy / length, cz / length
         else:  # a zero-area face contributes a zero normal (the C++ tool would spread NaN)
-            cx, cy, cz = 0.0, 0.0, 0.0
+            cx, cy, cz = zero, zero, zero
         for i in (i1, i2, i3):
-            acc[i, 0] += cx
-            acc[i, 1] += cy
-            acc[i, 2] += cz
-            count[i] += 1
-    normals = np.zeros((nv, 3), dtype=np.float32)
-    for i in range(nv):
-        if count[i] > 0:
-            for k in range(3):
-                normals[i, k] = acc[i, k] / count[i]
+            t = one / (count[i] + one)
+            u = one - t
+            normals[i, 0] = t * cx + u * normals[i, 0]
+            normals[i, 1] = t * cy + u * normals[i, 1]
+            normals[i, 2] = t * cz + u * normals[i, 2]
+            count[i] += one
     return normals
 
 
