@@ -1,10 +1,16 @@
 """Preprocess a ScanNet v2 release: ``python data_prep/scannet.py RAW_ROOT OUT_DIR [--workers N]``.
 
-The same as ``pointformer preprocess scannet ...``; the logic lives in pointformer.preprocess.scannet.
+The same as ``pointformer preprocess scannet ...`` (see docs/data.md); the logic lives in
+pointformer.preprocess.scannet.
 """
 import sys
+from pathlib import Path
 
-from pointformer.preprocess.cli import main
+try:
+    from pointformer.preprocess.cli import main
+except ModuleNotFoundError:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from pointformer.preprocess.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["scannet", *sys.argv[1:]]))
