@@ -305,6 +305,19 @@ def _load_manifest(path: Path, split: str) -> Manifest:
     return old
 
 
+def _drop_scenes_left_the_split(manifest: Manifest, assigned: Mapping[str, Path], out_dir: Path) -> None:
+    """Remove the outputs of scenes a previous run put in this split but the split lists no longer
+    do (changed split files): otherwise a scene could be trained on and validated on at once."""
+    for scene_id in sorted(set(manifest.scenes) - set(assigned)):
+        entry = manifest.scenes.pop(scene_id)
+        for path in (out_dir / manifest.split / entry.get("file", f"{scene_id}.npz"),
+                     out_dir / "gt" / manifest.split / f"{scene_id}.txt"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        logger.warning("scene %s: no longer in the %s split (changed split files?); removed its output "
+                       "from %s", scene_id, manifest.split, out_dir / manifest.split)
+
+
 def _remove_stale_temp_files(folder: Path) -> None:
     """Temporary files of an interrupted run (``.<name>.<random>.tmp``) are never valid output."""
     if folder.is_dir():
@@ -367,13 +380,15 @@ def preprocess_scannet(raw_root: str | os.PathLike, out_dir: str | os.PathLike, 
     manifests: dict[str, Manifest] = {}
     tasks: list[SceneTask] = []
     for split in splits:
-        if not per_split[split]:
-            continue
         folder = out_dir / split
+        if not per_split[split] and not (folder / "manifest.json").exists():
+            continue
         folder.mkdir(parents=True, exist_ok=True)
         _remove_stale_temp_files(folder)
         _remove_stale_temp_files(out_dir / "gt" / split)
         manifests[split] = _load_manifest(folder / "manifest.json", split)
+        if wanted is None:
+            _drop_scenes_left_the_split(manifests[split], per_split[split], out_dir)
         for scene_id, scene_folder in sorted(per_split[split].items()):
             tasks.append(SceneTask(scene_id, scene_folder, split, out_dir,
                                    previous=manifests[split].scenes.get(scene_id), force=force))

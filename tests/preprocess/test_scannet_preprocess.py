@@ -252,3 +252,25 @@ def test_scannet_sized_round_trip(tmp_path):
         assert 120_000 < scene.num_points == truth.num_vertices < 180_000
         np.testing.assert_array_equal(scene.instance, truth.instance)
         assert 200 < scene.superpoint.max() + 1 < 5000  # ScanNet scenes: ~1k-3k superpoints
+
+
+def test_changed_split_files_never_leave_a_scene_in_two_splits(release, tmp_path, caplog):
+    root = _copy_release(release, tmp_path)
+    out = tmp_path / "o"
+    assert P.preprocess_scannet(root, out, splits=["train", "val"], progress=False).ok
+    # scene0001_00 moves from train to val.
+    (root / "scannetv2_train.txt").write_text("scene0000_00\n")
+    (root / "scannetv2_val.txt").write_text("scene0001_00\nscene0002_00\n")
+    with caplog.at_level(logging.WARNING):
+        summary = P.preprocess_scannet(root, out, splits=["train", "val"], progress=False)
+    assert summary.done == ["scene0001_00"] and sorted(summary.skipped) == ["scene0000_00", "scene0002_00"]
+    assert sorted(Manifest.load(out / "train" / "manifest.json").scenes) == ["scene0000_00"]
+    assert sorted(Manifest.load(out / "val" / "manifest.json").scenes) == ["scene0001_00", "scene0002_00"]
+    assert not (out / "train" / "scene0001_00.npz").exists() and not (out / "gt" / "train" / "scene0001_00.txt").exists()
+    assert any("no longer in the train split" in r.getMessage() for r in caplog.records)
+    # Without split files everything is train: the val split is emptied, not left overlapping.
+    for name in ("scannetv2_train.txt", "scannetv2_val.txt"):
+        (root / name).unlink()
+    P.preprocess_scannet(root, out, splits=["train", "val"], progress=False)
+    assert Manifest.load(out / "val" / "manifest.json").scenes == {}
+    assert len(Manifest.load(out / "train" / "manifest.json").scenes) == 3
