@@ -159,6 +159,31 @@ def _ddp_worker(rank: int, world: int, init_file: str, result_dir: str) -> None:
         dist.destroy_process_group()
 
 
+def test_hungarian_normaliser_uses_the_world_mean(monkeypatch):
+    """Fast variant of the gloo test below: the criterion divides by the all-reduced mean."""
+    import pointformer.losses.criterion as criterion_module
+    from pointformer.losses.hungarian import matched_terms
+    from pointformer.losses.targets import prepare_scene
+
+    seen = []
+
+    def fake_world_mean(value, device):
+        seen.append(value)
+        return 10.0  # as if the other ranks held many more masks
+
+    monkeypatch.setattr(criterion_module, "_world_mean", fake_world_mean)
+    layers, _, targets = _batch(num_layers=1, ownership=False)
+    out = InstanceCriterion(loss="hungarian")(layers, None, targets)
+    assert seen == [5.0]  # this rank: 3 + 2 masks
+    expected = 0.0
+    for b, t in enumerate(targets):
+        scene = prepare_scene(t.token_instance, t.token_weight, t.instance_class, None, layers[0].mask_logits[b].shape[0])
+        terms, _, _ = matched_terms(layers[0].mask_logits[b], layers[0].class_logits[b], scene, num_masks=10.0)
+        expected += float(terms["bce"])
+    assert float(out["bce"]) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.slow
 def test_hungarian_normaliser_is_averaged_over_ddp_ranks():
     """Mask3D: num_masks all-reduced and divided by the world size. Rank 0 has 2 masks, rank 1 has 6:
     both divide their BCE sums by 4."""
