@@ -20,9 +20,9 @@ def trained(tmp_path_factory):
     write_toy_split(root, "val", num_scenes=1, seed=1, num_points=1200, num_objects=3)
     write_toy_split(root, "test", num_scenes=2, seed=2, num_points=1200, num_objects=3)
     run = root.parent / "run"
-    assert train_main([f"data.root={root}", f"run_dir={run}", "trainer.epochs=2", "trainer.batch_size=1",
+    assert train_main([f"data.root={root}", f"run_dir={run}", "trainer.epochs=1", "trainer.batch_size=1",
                        "trainer.progress=false", "trainer.tensorboard=false", "trainer.num_workers=0",
-                       "trainer.val_every_epochs=2"]) == 0
+                       "trainer.val_every_epochs=1"]) == 0
     return root, run / "checkpoints" / "best.pt"
 
 
