@@ -4,21 +4,22 @@ Felzenszwalb–Huttenlocher graph segmentation on mesh vertex normals, as in the
 ScanNet's ``*_vh_clean_2.0.010000.segs.json`` files (defaults kThresh = 0.01, segMinVerts = 20):
 
 1. vertex normal = running mean of the unit normals of the faces around the vertex, accumulated in
-   float32 in face order like the official tool (which does not re-normalise it; neither do the
-   edge weights here), so the weights match the tool's bit for bit;
+   float32 in face order like the official tool (which does not re-normalise it);
 2. three edges per face (duplicates kept), weight ``w = 1 - dot(n_a, n_b)``, squared when the edge
-   is convex (``dot(n_b, unit(p_b - p_a)) > 0``);
-3. edges sorted by weight (stable sort here: deterministic, and ties are the only place where the
-   result may differ from the C++ tool's unstable ``std::sort``);
+   is convex (``dot(n_b, unit(p_b - p_a)) > 0``), in the tool's float32 steps;
+3. edges sorted by weight with the same algorithm as the tool's ``std::sort`` (GCC's introsort,
+   see :mod:`pointformer.preprocess.introsort`), so that equal weights keep the tool's order;
 4. union–find in sorted order: merge when ``w <= thr[a]`` and ``w <= thr[b]``, then
-   ``thr[root] = w + kThresh / size(root)``;
+   ``thr[root] = w + kThresh / size(root)`` (float32);
 5. a second pass over the sorted edges merges any component with fewer than segMinVerts vertices;
 6. the segment id of a vertex is its union–find root vertex (non-contiguous, like the official ids).
 
-The union–find passes and the graph construction (normals, edges, weights) are compiled with numba
-(see BENCHMARKS.md for the measured speed-ups); without numba the graph is built with vectorised
-numpy and the union–find runs as plain Python, giving the same result more slowly. The edge sort is
-a stable two-pass 16-bit radix sort in numpy, identical on every machine.
+With numba (a dependency) every step but the graph's index bookkeeping is compiled, and the result
+equals the official tool's segIndices exactly, ids included, on every mesh measured (see
+BENCHMARKS.md) — the only intended difference: a zero-area face contributes a zero normal where the
+tool would spread NaN. Without numba the graph is built with vectorised numpy (float64 mean normals)
+and sorted with a stable radix sort, and the union–find runs in CPython: the same partition up to
+float rounding and tie order, more slowly.
 """
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+
+from pointformer.preprocess.introsort import std_sort_order
+from pointformer.preprocess.jit import HAVE_NUMBA, jit
 
 DEFAULT_K_THRESH = 0.01
 DEFAULT_SEG_MIN_VERTS = 20
@@ -82,7 +86,8 @@ def _segment_sorted_edges(num_vertices: int, ea: np.ndarray, eb: np.ndarray, w: 
                     rank[b] += 1
                 root = b
             if not second_pass:
-                thr[root] = w[i] + k_thresh / size[root]
+                # float32 arithmetic like the official tool (a float64 quotient rounds differently).
+                thr[root] = w[i] + k_thresh / np.float32(size[root])
     out = np.empty(num_vertices, dtype=np.int64)
     for v in range(num_vertices):
         r = v
@@ -212,32 +217,22 @@ def _edge_weights_loop(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndar
             dx = vertices[b, 0] - vertices[a, 0]
             dy = vertices[b, 1] - vertices[a, 1]
             dz = vertices[b, 2] - vertices[a, 2]
+            # The direction is normalised before the convexity test, as in the official tool: on flat
+            # surfaces the test's sign is rounding noise, and only the same float32 steps reproduce it.
+            dd = np.sqrt(dx * dx + dy * dy + dz * dz)
+            if dd > 0:
+                dx, dy, dz = dx / dd, dy / dd, dz / dd
             dot = normals[a, 0] * normals[b, 0] + normals[a, 1] * normals[b, 1] + normals[a, 2] * normals[b, 2]
             ww = np.float32(1.0) - dot
-            if normals[b, 0] * dx + normals[b, 1] * dy + normals[b, 2] * dz > 0:  # convex (sign only)
+            if normals[b, 0] * dx + normals[b, 1] * dy + normals[b, 2] * dz > 0:  # convex
                 ww = ww * ww
             w[e] = ww
     return ea, eb, w
 
 
-try:  # numba is a declared dependency; the fallback keeps the library usable where it cannot install
-    import numba
-
-    def _compile(fn):
-        try:  # compiled once per install, then loaded from numba's on-disk cache (~0.3 s)
-            return numba.njit(cache=True, nogil=True)(fn)
-        except RuntimeError:  # no writable cache location: compile in every process instead
-            return numba.njit(nogil=True)(fn)
-
-    _segment_sorted_edges_compiled = _compile(_segment_sorted_edges)
-    _mean_normals_compiled = _compile(_mean_normals_loop)
-    _edge_weights_compiled = _compile(_edge_weights_loop)
-    HAVE_NUMBA = True
-except ImportError:  # pragma: no cover - exercised only without numba
-    _segment_sorted_edges_compiled = _segment_sorted_edges
-    _mean_normals_compiled = _mean_normals_loop
-    _edge_weights_compiled = _edge_weights_loop
-    HAVE_NUMBA = False
+_segment_sorted_edges_compiled = jit(_segment_sorted_edges)
+_mean_normals_compiled = jit(_mean_normals_loop)
+_edge_weights_compiled = jit(_edge_weights_loop)  # after _mean_normals_compiled: it calls it
 
 
 def edge_weights(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -277,9 +272,8 @@ def segment_mesh(vertices: np.ndarray, faces: np.ndarray, k_thresh: float = DEFA
     if not HAVE_NUMBA:
         return _segment_pure_python(vertices, faces, k_thresh, seg_min_verts)
     ea, eb, w = edge_weights(vertices, faces)
-    # 1 - dot of two mean unit normals is >= 0 up to rounding; clamping makes the radix sort valid.
-    np.maximum(w, 0, out=w)
-    order = _stable_argsort_nonnegative(w)
+    # The official tool's std::sort order: same ties, hence the same root vertices (segment ids).
+    order = std_sort_order(w)
     return _segment_sorted_edges_compiled(
         int(np.asarray(vertices).shape[0]), ea[order], eb[order], w[order],
         np.float32(k_thresh), int(seg_min_verts))
@@ -287,7 +281,10 @@ def segment_mesh(vertices: np.ndarray, faces: np.ndarray, k_thresh: float = DEFA
 
 def _segment_pure_python(vertices: np.ndarray, faces: np.ndarray, k_thresh: float = DEFAULT_K_THRESH,
                          seg_min_verts: int = DEFAULT_SEG_MIN_VERTS) -> np.ndarray:
-    """The same algorithm with the union–find loop in CPython (benchmarks and equivalence tests)."""
+    """The algorithm without numba: numpy graph, stable radix sort, union–find in CPython.
+
+    Same partition up to float rounding and tie order; used where numba is missing and to measure
+    what the compilation buys."""
     vertices, faces = _check_mesh(vertices, faces)
     ea, eb, w = _edge_weights_numpy(vertices, faces)
     np.maximum(w, 0, out=w)
