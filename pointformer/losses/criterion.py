@@ -191,6 +191,8 @@ class InstanceCriterion(nn.Module):
         if len(layers) == 0:
             raise ValueError("layers is empty: the criterion needs at least one decoder stage")
         batch = len(targets)
+        if batch == 0:
+            raise ValueError("targets is empty: the criterion needs at least one scene")
         for i, layer in enumerate(layers):
             for attr in ("class_logits", "mask_logits"):
                 if len(getattr(layer, attr)) != batch:
