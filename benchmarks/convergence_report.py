@@ -160,7 +160,9 @@ def first_reach(steps: Sequence[int], values: np.ndarray, threshold: float) -> O
 
 def build_table(summaries: Sequence[VariantSummary]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows of the final table and the shared reference (best final mAP50, the 90 % threshold)."""
-    finals = {s.variant: s.stat("map50")["mean"] for s in summaries if s.steps}
+    # the reference is taken among the variants that reached the study's last evaluation step
+    last = max((s.steps[-1] for s in summaries if s.steps), default=None)
+    finals = {s.variant: s.stat("map50")["mean"] for s in summaries if s.steps and s.steps[-1] == last}
     best_variant = max((v for v in finals if finals[v] is not None), key=lambda v: finals[v], default=None)
     best = finals[best_variant] if best_variant is not None else None
     threshold = REACH_FRACTION * best if best else None
@@ -228,6 +230,25 @@ def table_markdown(rows: Sequence[dict[str, Any]], reference: dict[str, Any]) ->
     lines.append(f"Best final mAP50 (seed mean): {_fmt(best)} ({reference.get('best_variant')}); "
                  f"90 % of it = {_fmt(reference.get('threshold_map50'))}. Steps/seconds to reach it are read off the "
                  "seed-mean curve; seconds = training wall-clock (evaluations excluded).")
+    return "\n".join(lines) + "\n"
+
+
+def curve_table_markdown(summaries: Sequence[VariantSummary], key: str = "map50") -> str:
+    """Seed-mean ``key`` at every evaluation step, min..max over seeds in brackets (the curves as a table)."""
+    steps = sorted(set().union(*(s.steps for s in summaries)))
+    head = f"| {key} by step | " + " | ".join(str(st) for st in steps) + " |"
+    lines = [head, "|" + "|".join(["---"] * (len(steps) + 1)) + "|"]
+    for s in summaries:
+        cells = []
+        for st in steps:
+            if st not in s.steps:
+                cells.append("")
+                continue
+            column = s.steps.index(st)
+            stat = s.stat(key, column)
+            cells.append(_fmt(stat["mean"]) if len(s.seeds) == 1 else
+                         f"{_fmt(stat['mean'])} [{_fmt(stat['min'], 2)}, {_fmt(stat['max'], 2)}]")
+        lines.append(f"| {s.label} ({len(s.seeds)}) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -322,7 +343,7 @@ def write_report(out: Path | str) -> dict[str, Any]:
     rows, reference = build_table(summaries)
     _atomic_write(out / "curves.csv", curves_csv(runs))
     _atomic_write(out / "table.csv", table_csv(rows))
-    _atomic_write(out / "table.md", table_markdown(rows, reference))
+    _atomic_write(out / "table.md", table_markdown(rows, reference) + "\n" + curve_table_markdown(summaries))
     plots = _plot(summaries, out, reference)
     study = json.loads((out / "study.json").read_text()) if (out / "study.json").is_file() else {}
     data_stats = {}
