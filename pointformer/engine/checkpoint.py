@@ -6,7 +6,7 @@ A checkpoint is one ``torch.save`` dict of plain containers and tensors only (so
     format "pointformer-checkpoint", version 1, model (state_dict), optimizer, scheduler, scaler
     (state_dicts), rng {torch, cuda: [..], numpy: {...}, python: tensor}, epoch, step (global
     optimiser steps done), config (the resolved run config as a YAML string), metrics (dict),
-    best (dict: monitored metric name/value/step).
+    best (dict: monitored metric name/value/step), train_window (the trainer's partial log sums).
 
 Files live in ``<run_dir>/checkpoints/``: ``step_XXXXXXXX.pt`` (the last ``keep_last`` are kept) and
 ``best.pt``. ``resume=auto`` takes the newest step checkpoint that loads; a corrupt or truncated newest
@@ -75,7 +75,8 @@ def atomic_torch_save(obj: Any, path: Union[str, os.PathLike]) -> None:
 
 def save_checkpoint(path: Union[str, os.PathLike], *, model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer],
                     scheduler: Any, scaler: Any, epoch: int, step: int, config_yaml: str,
-                    metrics: Optional[dict] = None, best: Optional[dict] = None) -> Path:
+                    metrics: Optional[dict] = None, best: Optional[dict] = None,
+                    extra: Optional[dict] = None) -> Path:
     """Write a full training checkpoint atomically (see the module docstring for its contents)."""
     module = model.module if hasattr(model, "module") else model  # unwrap DDP
     payload = {
@@ -89,6 +90,7 @@ def save_checkpoint(path: Union[str, os.PathLike], *, model: torch.nn.Module, op
         "config": str(config_yaml),
         "metrics": dict(metrics or {}),
         "best": dict(best or {}),
+        **dict(extra or {}),  # further plain-container state (e.g. the trainer's partial log window)
     }
     atomic_torch_save(payload, path)
     return Path(path)

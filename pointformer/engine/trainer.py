@@ -180,6 +180,10 @@ class Trainer:
         self.step = 0
         self.best: dict[str, Any] = {}
         self.resumed_from: Optional[str] = None
+        # sums of the logged values since the last train record, so a resumed run logs the same means
+        self.window: dict[str, float] = {}
+        self.window_steps = 0
+        self.skipped_steps = 0
 
     # ------------------------------------------------------------------ resume
     def _resume_path(self) -> Optional[Path]:
@@ -218,6 +222,10 @@ class Trainer:
             self.scaler.load_state_dict(payload["scaler"])
         self.step = int(payload["step"])
         self.best = dict(payload.get("best") or {})
+        window = payload.get("train_window") or {}
+        self.window = {k: float(v) for k, v in (window.get("sums") or {}).items()}
+        self.window_steps = int(window.get("steps", 0))
+        self.skipped_steps = int(window.get("skipped", 0))
         rng = payload.get("rng")
         if rng is not None:
             ckpt.restore_rng_state(rng)
@@ -237,7 +245,9 @@ class Trainer:
         if self.dist.is_main:
             ckpt.save_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
                                  scaler=self.scaler, epoch=self.step // self.steps_per_epoch, step=self.step,
-                                 config_yaml=self.config_yaml, metrics=metrics, best=self.best)
+                                 config_yaml=self.config_yaml, metrics=metrics, best=self.best,
+                                 extra={"train_window": {"sums": dict(self.window), "steps": self.window_steps,
+                                                         "skipped": self.skipped_steps}})
 
     def _save_step_checkpoint(self, metrics: dict[str, Any]) -> None:
         if self.dist.is_main:
@@ -325,28 +335,28 @@ class Trainer:
         result = FitResult(run_dir=self.run_dir, step=self.step, epoch=self.step // self.steps_per_epoch,
                            resumed_from=self.resumed_from)
         self.model.train()
-        window: dict[str, float] = {}
-        window_steps, window_scenes, window_start = 0, 0, time.perf_counter()
-        skipped = 0
+        window_scenes, window_start = 0, time.perf_counter()
         try:
             if self.step < last_step:
                 for batch in self._loader(self.step):
                     logs, finite = self._train_step(batch)
                     self.step += 1
                     if not finite:
-                        skipped += 1
+                        self.skipped_steps += 1
                         log.warning("step %d: non-finite loss on some rank; the update was skipped", self.step)
                     for key, value in logs.items():
-                        window[key] = window.get(key, 0.0) + value
-                    window_steps += 1
+                        self.window[key] = self.window.get(key, 0.0) + value
+                    self.window_steps += 1
                     window_scenes += batch.batch_size * self.dist.world_size
                     epoch_done = self.step % self.steps_per_epoch == 0
-                    if self.step % cfg.log_every == 0 or epoch_done or self.step == last_step:
+                    regular_log = self.step % cfg.log_every == 0 or epoch_done
+                    if regular_log or self.step == last_step:
                         elapsed = time.perf_counter() - window_start
-                        means = all_reduce_mean({k: v / window_steps for k, v in window.items()}, self.device)
+                        timed_steps = max(window_scenes // (batch.batch_size * self.dist.world_size), 1)
+                        means = all_reduce_mean({k: v / self.window_steps for k, v in self.window.items()}, self.device)
                         record = {**means, "epoch": self.step / self.steps_per_epoch,
-                                  "scenes_per_s": window_scenes / max(elapsed, 1e-9), "s_per_step": elapsed / window_steps,
-                                  "skipped_steps": skipped}
+                                  "scenes_per_s": window_scenes / max(elapsed, 1e-9), "s_per_step": elapsed / timed_steps,
+                                  "skipped_steps": self.skipped_steps}
                         if self.device.type == "cuda":
                             record["cuda_peak_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2 ** 30
                         logger.log("train", self.step, record)
@@ -354,7 +364,9 @@ class Trainer:
                         if bar is not None:
                             shown = {k: f"{v:.3f}" for k, v in list(means.items())[:4]}
                             bar.set_postfix({**shown, "scn/s": f"{record['scenes_per_s']:.2f}"})
-                        window, window_steps, window_scenes, window_start = {}, 0, 0, time.perf_counter()
+                        if regular_log:  # a final off-grid record keeps the window: a resumed run continues it
+                            self.window, self.window_steps = {}, 0
+                            window_scenes, window_start = 0, time.perf_counter()
                     if bar is not None:
                         bar.update(1)
                     epoch = self.step // self.steps_per_epoch

@@ -87,19 +87,24 @@ def test_training_decreases_loss_and_writes_metrics_and_checkpoints(data_root, t
     assert train[-1]["lr"] < 1e-5 and max(r["lr"] for r in train) > 0.9e-2
 
 
-def test_killed_run_resumed_matches_uninterrupted_losses(data_root, tmp_path):
-    full = _trainer(data_root, tmp_path / "full").fit()
+@pytest.mark.parametrize("log_every", [1, 4])
+def test_killed_run_resumed_matches_uninterrupted_losses(data_root, tmp_path, log_every):
+    full = _trainer(data_root, tmp_path / "full", log_every=log_every).fit()
     # "killed" after step 5 (mid-epoch: 3 steps per epoch) with a checkpoint there
-    _trainer(data_root, tmp_path / "cut", max_steps=5, checkpoint_every_steps=5).fit()
+    _trainer(data_root, tmp_path / "cut", max_steps=5, checkpoint_every_steps=5, log_every=log_every).fit()
     assert ckpt.list_step_checkpoints(tmp_path / "cut")[0][0] == 5
     # an unrelated process writes more records before dying: they must be dropped on resume
     with open(tmp_path / "cut" / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"kind": "train", "step": 6, "loss": 123.0}) + "\n")
-    resumed = _trainer(data_root, tmp_path / "cut", resume="auto").fit()
+    resumed = _trainer(data_root, tmp_path / "cut", resume="auto", log_every=log_every).fit()
     assert resumed.resumed_from.endswith("step_00000005.pt") and full.step == resumed.step == 12
     a = read_metrics(tmp_path / "full" / "metrics.jsonl", "train")
     b = read_metrics(tmp_path / "cut" / "metrics.jsonl", "train")
-    assert [r["step"] for r in b] == list(range(1, 13))
+    logged = [r["step"] for r in a]
+    assert logged == (list(range(1, 13)) if log_every == 1 else [3, 4, 6, 8, 9, 12])  # every 4 steps + epoch ends
+    # the cut run also logged when it stopped at step 5; the means over the log windows still agree
+    b = [r for r in b if r["step"] != 5 or 5 in logged]
+    assert [r["step"] for r in b] == logged
     for ra, rb in zip(a, b):
         assert ra["loss"] == rb["loss"] and ra["lr"] == rb["lr"], (ra, rb)
     va = read_metrics(tmp_path / "full" / "metrics.jsonl", "val")
