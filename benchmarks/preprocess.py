@@ -4,12 +4,14 @@
 Prints one JSON line per measurement:
   generate        seconds to generate one scene (not part of preprocessing; for reference)
   segmentator     segment_mesh on one mesh: first call (numba compile or cache load), median of
-                  repeats, its parts (graph, sort, union-find), and the pure-Python union-find
+                  repeats, its parts (graph, std::sort-order sort, union-find), and the no-numba
+                  alternatives (numpy graph, radix / numpy stable sort, CPython union-find)
   segmentator_cpp (with --cpp BINARY) the official C++ Segmentator on the same mesh, wall and CPU
                   time of the process (it reads the PLY and writes the JSON), against pointformer's
                   read + segment + write, plus the adjusted Rand index between the two segmentations
-  segmentator_agreement  (with --cpp) adjusted Rand index C++ vs pointformer on the two scene meshes
-                  and on a curved 90k-vertex terrain mesh without and with vertex noise
+  segmentator_agreement  (with --cpp) C++ vs pointformer on the two scene meshes and on a curved
+                  90k-vertex terrain mesh without and with vertex noise: adjusted Rand index and
+                  whether the segIndices are identical (ids included)
   scene           process_scene (checksums, read, convert, write npz + GT) per annotated scene and
                   per test scene (which includes running the segmentator)
   throughput      preprocess_scannet over N copies of the annotated scene with 1 and with W workers,
@@ -37,6 +39,7 @@ import numpy as np
 from pointformer.io.ply import read_ply
 from pointformer.io.scannet import read_segs_json, write_segs_json
 from pointformer.preprocess import segmentator as S
+from pointformer.preprocess.introsort import std_sort_order
 from pointformer.preprocess.scannet import SceneTask, preprocess_scannet, process_scene
 from pointformer.synthetic.scannet import generate_scannet
 
@@ -112,7 +115,8 @@ def agreement(cpp: Path, work: Path, meshes: list[Path]) -> None:
         ours = S.segment_mesh(m.vertices, m.faces)
         emit(bench="segmentator_agreement", mesh=name, vertices=int(m.vertices.shape[0]),
              cpp_segments=int(len(np.unique(ref))), ours_segments=int(len(np.unique(ours))),
-             adjusted_rand_index=round(adjusted_rand_index(ref, ours), 4))
+             adjusted_rand_index=round(adjusted_rand_index(ref, ours), 4),
+             identical_seg_indices=bool(np.array_equal(ref, ours)))
 
 
 def main() -> None:
@@ -143,10 +147,10 @@ def main() -> None:
         seg_s, seg = timed(lambda: S.segment_mesh(v, f), args.repeats)
         graph_s, graph = timed(lambda: S.edge_weights(v, f), args.repeats)
         ea, eb, w = graph
-        w = np.maximum(w, 0)
-        sort_s, order = timed(lambda: S._stable_argsort_nonnegative(w), args.repeats)
-        numpy_sort_s, numpy_order = timed(lambda: np.argsort(w, kind="stable"), args.repeats)
-        assert np.array_equal(order, numpy_order)
+        sort_s, order = timed(lambda: std_sort_order(w), args.repeats)
+        wc = np.maximum(w, 0)
+        radix_s, _ = timed(lambda: S._stable_argsort_nonnegative(wc), args.repeats)
+        numpy_sort_s, _ = timed(lambda: np.argsort(wc, kind="stable"), args.repeats)
         a, b, ws = ea[order], eb[order], w[order]
         uf_s, _ = timed(lambda: S._segment_sorted_edges_compiled(v.shape[0], a, b, ws, np.float32(0.01), 20),
                         args.repeats)
@@ -155,13 +159,15 @@ def main() -> None:
         t = time.perf_counter()
         S._segment_sorted_edges(v.shape[0], a.tolist(), b.tolist(), ws.tolist(), 0.01, 20)
         python_uf = time.perf_counter() - t
+        fallback_s, _ = timed(lambda: S._segment_pure_python(v, f), 1)
         emit(bench="segmentator", vertices=int(v.shape[0]), faces=int(f.shape[0]), edges=int(3 * f.shape[0]),
              segments=int(len(np.unique(seg))), numba=S.HAVE_NUMBA, first_call_s=round(first, 3),
-             median_s=round(seg_s, 4), graph_s=round(graph_s, 4), sort_s=round(sort_s, 4),
-             sort_numpy_stable_argsort_s=round(numpy_sort_s, 4),
+             median_s=round(seg_s, 4), graph_s=round(graph_s, 4), sort_std_order_s=round(sort_s, 4),
+             sort_radix_fallback_s=round(radix_s, 4), sort_numpy_stable_argsort_s=round(numpy_sort_s, 4),
              union_find_s=round(uf_s, 4), graph_numpy_fallback_s=round(numpy_graph_s, 4),
              union_find_pure_python_s=round(python_uf, 3),
-             union_find_speedup_numba=round(python_uf / max(uf_s, 1e-9), 1))
+             union_find_speedup_numba=round(python_uf / max(uf_s, 1e-9), 1),
+             whole_without_numba_s=round(fallback_s, 3))
 
         if args.cpp is not None:
             work = tmp / "cpp"
