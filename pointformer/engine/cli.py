@@ -35,7 +35,8 @@ def train_main(argv: Sequence[str]) -> int:
         prog="pointformer train",
         description="Train a model. Arguments are Hydra overrides of the packaged config tree, e.g.\n"
                     "  pointformer train experiment=scannet_mask3d data.root=/data/scannet_processed\n"
-                    "  pointformer train data=synthetic data.root=out/pre loss=hungarian trainer.epochs=50\n"
+                    "  pointformer train experiment=scannet_mask3d_hungarian data.root=...   (the Hungarian baseline)\n"
+                    "  pointformer train data=synthetic data.root=out/pre model=tiny trainer.epochs=50 trainer.lr=2e-3\n"
                     "  pointformer train ... trainer.resume=auto      (continue the newest run of this name)\n"
                     "  torchrun --nproc_per_node=2 -m pointformer train ...   (DDP; gloo on CPU, NCCL on GPU)",
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -86,6 +86,11 @@ def test_demo_steps_at_reduced_size(tmp_path, capsys):
     for rel in ("summary.json", "submission.zip", "eval_val.csv", "train/config.yaml", "train/metrics.jsonl"):
         assert (demo / rel).is_file(), rel
     assert len(list((demo / "visualisation").glob("*_pred.ply"))) == 1
+    # export straight from the raw release: preprocesses scans_test, validates against the raw meshes
+    assert export_main([summary["best_checkpoint"], str(demo / "raw"), str(tmp_path / "raw_sub.zip"),
+                        "--preprocessed-dir", str(tmp_path / "pp")]) == 0
+    text = capsys.readouterr().out
+    assert "preprocessing" in text and "OK: ready to upload" in text and (tmp_path / "pp" / "test" / "manifest.json").is_file()
     # infer on a real mesh (faces -> segmentator superpoints)
     mesh = next((demo / "raw" / "scans_test").glob("*/*_vh_clean_2.ply"))
     assert infer_main([str(mesh), "--checkpoint", summary["best_checkpoint"], "--out", str(tmp_path / "inf")]) == 0
