@@ -1,5 +1,5 @@
 """The Influencer Loss in its seeded ownership form (`influencer`, the default) and the unseeded
-ablation (`influencer_unseeded`). Definitions: `/shared/reference/influencer_loss.md`, docs/losses.md.
+ablation (`influencer_unseeded`). Definitions and design notes: docs/losses.md.
 
 Ownership: π_qp = softmax over {background slot 0, queries 1..N} of the logits of token p.
 ℓ_qk = Σ_{p∈S_k} w_p log π_qp / Σ_{p∈S_k} w_p (log of the geometric-mean ownership of instance k by q).
@@ -20,10 +20,10 @@ from torch import Tensor
 
 from pointformer.losses.targets import PreparedScene, prepare_scene, validate_inputs
 from pointformer.losses.terms import (
+    autocast_off,
     masked_softmax_over_queries,
     soft_class_loss,
     soft_class_targets,
-    autocast_off,
     upcast,
     zero_like_graph,
 )

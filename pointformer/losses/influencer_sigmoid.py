@@ -21,11 +21,11 @@ from torch import Tensor
 from pointformer.losses.influencer import weighted_total
 from pointformer.losses.targets import PreparedScene, prepare_scene, validate_inputs
 from pointformer.losses.terms import (
+    autocast_off,
     masked_softmax_over_queries,
     pairwise_sigmoid_stats,
     soft_class_loss,
     soft_class_targets,
-    autocast_off,
     zero_like_graph,
 )
 

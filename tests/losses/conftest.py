@@ -6,7 +6,6 @@ ownership losses get log π (−sharpness where π = 0), sigmoid losses get logi
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
