@@ -177,3 +177,80 @@ def test_compiled_normals_match_numpy_normals():
     f2 = np.array([[0, 1, 2], [0, 1, 3]])
     n = S.vertex_normals(v2, f2)
     assert np.isfinite(n).all() and np.allclose(n[:3], [0, 0, 1]) and np.allclose(n[3], 0)
+
+
+def _reference_segmentator(vertices: np.ndarray, faces: np.ndarray, k: float = 0.01, min_verts: int = 20):
+    """A literal, scalar transcription of the official tool's steps in float32 (slow; small meshes)."""
+    f32 = np.float32
+    v = vertices.astype(np.float32)
+    nv = v.shape[0]
+    normals = np.zeros((nv, 3), np.float32)
+    counts = np.zeros(nv, np.int64)
+    edges = []
+    for i1, i2, i3 in faces.tolist():
+        p1, p2, p3 = v[i1], v[i2], v[i3]
+        u, w = p2 - p1, p3 - p1
+        c = np.array([u[1] * w[2] - u[2] * w[1], u[2] * w[0] - u[0] * w[2], u[0] * w[1] - u[1] * w[0]], np.float32)
+        n = np.sqrt(c[0] * c[0] + c[1] * c[1] + c[2] * c[2])
+        c = c / n
+        for i in (i1, i2, i3):
+            t = f32(1.0) / (f32(counts[i]) + f32(1.0))
+            normals[i] = t * c + (f32(1.0) - t) * normals[i]
+            counts[i] += 1
+        edges += [(i1, i2), (i1, i3), (i3, i2)]
+    weights = []
+    for a, b in edges:
+        d = v[b] - v[a]
+        d = d / np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
+        n1, n2 = normals[a], normals[b]
+        dot = n1[0] * n2[0] + n1[1] * n2[1] + n1[2] * n2[2]
+        ww = f32(1.0) - dot
+        if n2[0] * d[0] + n2[1] * d[1] + n2[2] * d[2] > 0:
+            ww = ww * ww
+        weights.append(ww)
+    weights = np.array(weights, np.float32)
+    from pointformer.preprocess.introsort import std_sort_order
+    order = std_sort_order(weights)
+    parent, rank, size = list(range(nv)), [0] * nv, [1] * nv
+    thr = [f32(k)] * nv
+
+    def find(x):
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    def join(x, y):
+        if rank[x] > rank[y]:
+            parent[y] = x
+            size[x] += size[y]
+        else:
+            parent[x] = y
+            size[y] += size[x]
+            if rank[x] == rank[y]:
+                rank[y] += 1
+
+    for e in order:
+        a, b = find(edges[e][0]), find(edges[e][1])
+        if a != b and weights[e] <= thr[a] and weights[e] <= thr[b]:
+            join(a, b)
+            r = find(a)
+            thr[r] = weights[e] + f32(k) / f32(size[r])
+    for e in order:
+        a, b = find(edges[e][0]), find(edges[e][1])
+        if a != b and (size[a] < min_verts or size[b] < min_verts):
+            join(a, b)
+    return np.array([find(i) for i in range(nv)])
+
+
+def _boxes_without_noise():
+    """Flat faces: most weights tie exactly, so the tie order decides the root ids."""
+    m = concat([box((0, 0, 0), (0.5, 0.3, 0.2), 0.05), box((2, 0, 0), (0.2, 0.2, 0.6), 0.1)])
+    return m.vertices.astype(np.float32), m.faces
+
+
+@pytest.mark.parametrize("mesh", [lambda: _bumpy_sheet(30), lambda: _bumpy_sheet(30, seed=5), _boxes_without_noise])
+def test_equals_a_literal_transcription_of_the_official_steps(mesh):
+    """Ids included: the compiled path reproduces the tool's float32 arithmetic and std::sort ties."""
+    v, f = mesh()
+    if S.HAVE_NUMBA:
+        np.testing.assert_array_equal(S.segment_mesh(v, f), _reference_segmentator(v, f))
