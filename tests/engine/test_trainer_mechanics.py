@@ -157,3 +157,11 @@ def test_trainer_config_errors():
         TrainerConfig.from_mapping({"lr_max": 1})
     with pytest.raises(ValueError, match="trainer.amp"):
         TrainerConfig.from_mapping({"amp": "fp8"})
+
+
+def test_worker_processes_do_not_change_the_run(data_root, tmp_path):
+    _trainer(data_root, tmp_path / "w0", max_steps=4, num_workers=0).fit()
+    _trainer(data_root, tmp_path / "w2", max_steps=4, num_workers=2).fit()
+    a = [r["loss"] for r in read_metrics(tmp_path / "w0" / "metrics.jsonl", "train")]
+    b = [r["loss"] for r in read_metrics(tmp_path / "w2" / "metrics.jsonl", "train")]
+    assert len(a) == 4 and a == b
