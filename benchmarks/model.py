@@ -4,8 +4,8 @@ For every (config, backend): forward (eval mode, no grad, the eval query count) 
 (train mode, the train query count, a proxy loss over every decoder stage) — wall time (minimum and
 median of ``--repeat`` runs after one warm-up), peak memory, and the share of backbone (voxelize + Res16UNet) /
 pooling (gather per point + superpoint mean) / decoder. Each (config, backend, mode) runs in a fresh
-subprocess so that its peak memory is its own: on CPU the increase of the peak RSS over the
-model+data baseline, on CUDA ``torch.cuda.max_memory_allocated``.
+subprocess so that its peak memory is its own: on CPU the increase of the peak RSS (VmHWM, reset
+after the setup) over the model+data baseline, on CUDA ``torch.cuda.max_memory_allocated``.
 
 The scene: ``pointformer.data.toy`` room (floor, two walls, boxes) with ~100k points; superpoints
 are grid cells taken per object, the cell size tuned to give ~2k superpoints (ScanNet scenes have
@@ -19,6 +19,7 @@ the losses. Prints one JSON line per measurement.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -69,8 +70,25 @@ def current_rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) so that the setup's peak does not count."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # never reset: an upper bound
 
 
 def proxy_loss(layers: Any) -> torch.Tensor:
@@ -86,55 +104,40 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def staged_forward(model: InstanceSegmentor3D, batch: PointBatch, device: torch.device) -> dict[str, float]:
-    """Forward timed per stage (eval mode, no grad)."""
-    times = {}
-    sync(device)
-    t0 = time.perf_counter()
-    sparse, p2v = voxelize(batch.xyz, batch.features, batch.batch_index(), model.voxel_size)
-    voxel_features = model.backbone(sparse).features.feats
-    sync(device)
-    t1 = time.perf_counter()
-    tokens = superpoint_tokens(voxel_features.index_select(0, p2v), batch.xyz, batch.superpoint, batch.token_offsets)
-    sync(device)
-    t2 = time.perf_counter()
-    model.decoder(tokens)
-    sync(device)
-    t3 = time.perf_counter()
-    times["backbone"], times["pooling"], times["decoder"] = t1 - t0, t2 - t1, t3 - t2
-    return times
+def staged_step(model: InstanceSegmentor3D, batch: PointBatch, device: torch.device, *, train: bool) -> dict[str, float]:
+    """One forward (eval: no grad) or forward+backward (train) timed per stage. For the backward, the
+    stages are cut at detached leaves and backpropagated one by one (decoder, pooling, backbone), so
+    each stage's forward + backward is measured."""
+    clock = []
 
+    def tick() -> None:
+        sync(device)
+        clock.append(time.perf_counter())
 
-def staged_train_step(model: InstanceSegmentor3D, batch: PointBatch, device: torch.device) -> dict[str, float]:
-    """Forward+backward timed per stage: stages are cut at detached leaves and backpropagated one by
-    one (decoder, then pooling, then backbone), so each stage's forward + backward is measured."""
-    times = {}
-    sync(device)
-    t0 = time.perf_counter()
-    sparse, p2v = voxelize(batch.xyz, batch.features, batch.batch_index(), model.voxel_size)
-    voxel_features = model.backbone(sparse).features.feats
-    sync(device)
-    t1 = time.perf_counter()
-    voxel_leaf = voxel_features.detach().requires_grad_(True)
-    tokens = superpoint_tokens(voxel_leaf.index_select(0, p2v), batch.xyz, batch.superpoint, batch.token_offsets)
-    sync(device)
-    t2 = time.perf_counter()
-    token_leaf = tokens.features.detach().requires_grad_(True)
-    tokens.features, pooled = token_leaf, tokens.features
-    proxy_loss(model.decoder(tokens).layers).backward()
-    sync(device)
-    t3 = time.perf_counter()
-    pooled.backward(token_leaf.grad)
-    sync(device)
-    t4 = time.perf_counter()
+    with torch.set_grad_enabled(train):
+        tick()
+        sparse, p2v = voxelize(batch.xyz, batch.features, batch.batch_index(), model.voxel_size)
+        voxel_features = model.backbone(sparse).features.feats
+        tick()
+        voxel_leaf = voxel_features.detach().requires_grad_(train)
+        tokens = superpoint_tokens(voxel_leaf.index_select(0, p2v), batch.xyz, batch.superpoint, batch.token_offsets)
+        tick()
+        pooled = tokens.features
+        tokens.features = pooled.detach().requires_grad_(train)
+        layers = model.decoder(tokens).layers
+        if train:
+            proxy_loss(layers).backward()
+        tick()
+    if not train:
+        return {"backbone": clock[1] - clock[0], "pooling": clock[2] - clock[1], "decoder": clock[3] - clock[2]}
+    pooled.backward(tokens.features.grad)
+    tick()
     voxel_features.backward(voxel_leaf.grad)
-    sync(device)
-    t5 = time.perf_counter()
-    times["backbone"] = (t1 - t0) + (t5 - t4)
-    times["pooling"] = (t2 - t1) + (t4 - t3)
-    times["decoder"] = t3 - t2
+    tick()
     model.zero_grad(set_to_none=True)
-    return times
+    return {"backbone": (clock[1] - clock[0]) + (clock[5] - clock[4]),
+            "pooling": (clock[2] - clock[1]) + (clock[4] - clock[3]),
+            "decoder": clock[3] - clock[2]}
 
 
 def run_single(args: argparse.Namespace) -> None:
@@ -151,6 +154,8 @@ def run_single(args: argparse.Namespace) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base_mem = torch.cuda.memory_allocated()
+    gc.collect()
+    reset_peak_rss()
     rss0 = current_rss_bytes()
     info: dict[str, int] = {}
 
@@ -176,12 +181,7 @@ def run_single(args: argparse.Namespace) -> None:
     totals = [full() for _ in range(args.repeat)]
     stages: dict[str, list[float]] = {"backbone": [], "pooling": [], "decoder": []}
     for _ in range(args.repeat):
-        if mode == "train":
-            parts = staged_train_step(model, batch, device)
-        else:
-            with torch.no_grad():
-                parts = staged_forward(model, batch, device)
-        for k, v in parts.items():
+        for k, v in staged_step(model, batch, device, train=mode == "train").items():
             stages[k].append(v)
     # On a shared machine the minimum is the least disturbed run; the median is reported next to it.
     best = {k: min(v) for k, v in stages.items()}
