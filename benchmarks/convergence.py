@@ -524,13 +524,14 @@ class RunSpec:
     fingerprint: str
 
 
-def run_overrides(size: StudySize, variant: Variant, seed: int, data_root: Path, run_dir: Path, device: str) -> list[str]:
-    """The Hydra overrides of one run: the preset, the variant, the schedule and the run folder."""
+def run_overrides(size: StudySize, variant: Variant, seed: int, data_root: Path, run_dir: Path, device: str,
+                  data_config: str = "synthetic") -> list[str]:
+    """The Hydra overrides of one run: the preset, the variant, the data, the schedule and the run folder."""
     # the OneCycle schedule spans epochs x steps-per-epoch >= steps: it ends (almost) with the run
     epochs = math.ceil(size.steps / max(size.train_scenes // _batch_size(size), 1))
     return [
         f"experiment={size.preset}", f"loss={variant.loss}", f"model.decoder.query_init={variant.query_init}",
-        f"data.root={data_root}", f"run_dir={run_dir}", f"trainer.seed={seed}", f"trainer.device={device}",
+        *([f"data={data_config}"] if data_config != "synthetic" else []), f"data.root={data_root}", f"run_dir={run_dir}", f"trainer.seed={seed}", f"trainer.device={device}",
         f"trainer.max_steps={size.steps}", f"trainer.epochs={epochs}",
         f"trainer.val_every_steps={size.eval_every}", f"trainer.checkpoint_every_steps={size.eval_every}",
         f"trainer.log_every={size.log_every}", "trainer.resume=auto",
@@ -611,14 +612,19 @@ def _train_one_in_worker(spec: RunSpec) -> dict[str, Any]:
     return train_one(spec)
 
 
-def fingerprint(size: StudySize, variant: Variant, seed: int, device: str) -> str:
+def fingerprint(size: StudySize, variant: Variant, seed: int, device: str,
+                external_data: Optional[str] = None) -> str:
     """What makes two runs the same run (not the output folder): preset, data, schedule, variant, seed."""
-    key = json.dumps({"size": {**asdict(size), "variants": None, "seeds": None}, "variant": asdict(variant),
-                      "seed": seed, "device": device}, sort_keys=True)
+    key = {"size": {**asdict(size), "variants": None, "seeds": None}, "variant": asdict(variant), "seed": seed,
+           "device": device}
+    if external_data is not None:  # generated data live inside OUT (a moved study keeps its fingerprints)
+        key["external_data"] = external_data
+    key = json.dumps(key, sort_keys=True)
     return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
-def plan_runs(out: Path, size: StudySize, data_root: Path, device: str, threads: int) -> list[RunSpec]:
+def plan_runs(out: Path, size: StudySize, data_root: Path, device: str, threads: int,
+              data_config: str = "synthetic", external: bool = False) -> list[RunSpec]:
     specs = []
     # seed-major: an interrupted or time-limited study has every variant at its first seeds
     for seed in size.seeds:
@@ -626,8 +632,10 @@ def plan_runs(out: Path, size: StudySize, data_root: Path, device: str, threads:
             variant = VARIANTS[name]
             run_dir = out / "runs" / name / f"seed{seed}"
             specs.append(RunSpec(variant=name, seed=seed, run_dir=str(run_dir), threads=threads,
-                                 overrides=tuple(run_overrides(size, variant, seed, data_root, run_dir, device)),
-                                 fingerprint=fingerprint(size, variant, seed, device)))
+                                 overrides=tuple(run_overrides(size, variant, seed, data_root, run_dir, device,
+                                                               data_config)),
+                                 fingerprint=fingerprint(size, variant, seed, device,
+                                                         f"{data_config}:{data_root}" if external else None)))
     return specs
 
 
@@ -647,13 +655,25 @@ def check_run_dir(spec: RunSpec) -> Optional[dict[str, Any]]:
 
 
 def run_study(out: Path, size: StudySize, *, device: str = "cpu", jobs: int = 1, threads: int = 1,
-              report: bool = True) -> dict[str, Any]:
-    """Prepare the data, train every (variant, seed) not yet finished, write the report."""
+              report: bool = True, data_root: Optional[Path] = None, data_config: str = "synthetic") -> dict[str, Any]:
+    """Prepare the data, train every (variant, seed) not yet finished, write the report.
+
+    ``data_root``: an already preprocessed dataset (e.g. ScanNet from ``pointformer preprocess scannet``,
+    with ``data_config="scannet"``) instead of the generated synthetic scenes.
+    """
     size.validate()
     out.mkdir(parents=True, exist_ok=True)
     study_start = time.perf_counter()
-    data_root = prepare_data(out, size)
-    specs = plan_runs(out, size, data_root, device, threads)
+    external = data_root is not None
+    if external:
+        data_root = Path(data_root).resolve()
+        if not (data_root / "train").is_dir() or not (data_root / "val").is_dir():
+            raise ValueError(f"--data-root {data_root}: expected a preprocessed dataset with train/ and val/ "
+                             "(the OUT_DIR of `pointformer preprocess scannet`)")
+        emit("data", root=data_root, cached=True, config=data_config)
+    else:
+        data_root = prepare_data(out, size)
+    specs = plan_runs(out, size, data_root, device, threads, data_config, external)
     todo = []
     for spec in specs:
         done = check_run_dir(spec)
@@ -737,6 +757,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--vertices", type=int, default=None, help="target vertices per synthetic scene")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                         help="extra Hydra override for every run (repeatable), e.g. trainer.lr=1e-3")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="train/evaluate on this preprocessed dataset instead of generated synthetic scenes "
+                             "(e.g. ScanNet: the OUT_DIR of `pointformer preprocess scannet`)")
+    parser.add_argument("--data-config", default=None,
+                        help="data config group for --data-root (default scannet; synthetic without --data-root)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     parser.add_argument("--jobs", type=int, default=1, help="runs trained in parallel processes (default 1)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
@@ -750,7 +775,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out = args.out or DEFAULT_OUT
     try:
         size = build_size(args)
-        run_study(out, size, device=args.device, jobs=args.jobs, threads=args.threads, report=not args.no_report)
+        run_study(out, size, device=args.device, jobs=args.jobs, threads=args.threads, report=not args.no_report,
+                  data_root=args.data_root,
+                  data_config=args.data_config or ("scannet" if args.data_root else "synthetic"))
     except ValueError as exc:
         print(f"convergence: error: {exc}", file=sys.stderr)
         return 2

@@ -118,6 +118,8 @@ def test_bad_settings_are_rejected_with_clear_messages(tmp_path):
         conv.StudySize(**{**conv.SIZES["quick"].__dict__, "eval_every": 3, "log_every": 2}).validate()
     with pytest.raises(SystemExit):
         conv.main(["--quick"])  # --quick needs an explicit --out
+    with pytest.raises(ValueError, match="expected a preprocessed dataset with train/ and val/"):
+        conv.run_study(tmp_path / "out", conv.SIZES["quick"], data_root=tmp_path, data_config="scannet")
     with pytest.raises(ValueError, match="no runs/ folder"):
         report.write_report(tmp_path)
 
