@@ -11,7 +11,7 @@ import sys
 # command -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "synth": ("pointformer.synthetic.cli", "main", "generate synthetic raw-format scenes (ScanNet)"),
-    "preprocess": ("pointformer.preprocess.cli", "main", "raw dataset -> preprocessed scenes (scannet, s3dis)"),
+    "preprocess": ("pointformer.preprocess.cli", "main", "raw dataset -> preprocessed scenes (scannet)"),
     "superpoints": ("pointformer.preprocess.segmentator", "main", "mesh segmentator: MESH.ply -> OUT.segs.json"),
     "evaluate": ("pointformer.evaluation.cli", "main", "ScanNet-protocol AP of prediction files against GT files"),
     "validate-submission": ("pointformer.export.validate", "main", "check a benchmark submission zip before upload"),
