@@ -335,7 +335,7 @@ class Trainer:
         result = FitResult(run_dir=self.run_dir, step=self.step, epoch=self.step // self.steps_per_epoch,
                            resumed_from=self.resumed_from)
         self.model.train()
-        window_scenes, window_start = 0, time.perf_counter()
+        window_scenes, window_start, window_cpu = 0, time.perf_counter(), time.process_time()
         try:
             if self.step < last_step:
                 for batch in self._loader(self.step):
@@ -356,6 +356,8 @@ class Trainer:
                         means = all_reduce_mean({k: v / self.window_steps for k, v in self.window.items()}, self.device)
                         record = {**means, "epoch": self.step / self.steps_per_epoch,
                                   "scenes_per_s": window_scenes / max(elapsed, 1e-9), "s_per_step": elapsed / timed_steps,
+                                  # CPU seconds of this process (all threads, data workers excluded): the cost on a shared machine
+                                  "cpu_s_per_step": (time.process_time() - window_cpu) / timed_steps,
                                   "skipped_steps": self.skipped_steps}
                         if self.device.type == "cuda":
                             record["cuda_peak_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2 ** 30
@@ -366,7 +368,7 @@ class Trainer:
                             bar.set_postfix({**shown, "scn/s": f"{record['scenes_per_s']:.2f}"})
                         if regular_log:  # a final off-grid record keeps the window: a resumed run continues it
                             self.window, self.window_steps = {}, 0
-                            window_scenes, window_start = 0, time.perf_counter()
+                            window_scenes, window_start, window_cpu = 0, time.perf_counter(), time.process_time()
                     if bar is not None:
                         bar.update(1)
                     epoch = self.step // self.steps_per_epoch
