@@ -141,3 +141,37 @@ def test_bf16_autocast_training_runs_on_cpu(data_root, tmp_path):
     result = run_training(cfg)
     losses = [r["loss"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl", "train")]
     assert result.step == 2 and np.isfinite(losses).all() and "map50" in result.last_val
+
+
+@pytest.mark.slow
+def test_sigkilled_training_process_resumes_to_the_uninterrupted_losses(data_root, tmp_path):
+    """A real `pointformer train` process killed with SIGKILL right after a checkpoint, then resume=auto."""
+    import signal
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["trainer.epochs=4", "trainer.batch_size=1", "trainer.log_every=1", "trainer.val_every_epochs=0",
+            "trainer.checkpoint_every_steps=3", "trainer.keep_last=10"]
+    full = tmp_path / "full"
+    assert subprocess.run([sys.executable, "-m", "pointformer", "train", *_quiet(data_root, full, *args)],
+                          env=env, capture_output=True, timeout=600).returncode == 0
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "pointformer", "train", *_quiet(data_root, killed, *args)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not (killed / "checkpoints" / "step_00000006.pt").exists():
+        assert proc.poll() is None and time.time() < deadline, "training ended before the kill"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    steps_before = [r["step"] for r in read_metrics(killed / "metrics.jsonl", "train")]
+    assert max(steps_before) < 16
+    resumed = subprocess.run([sys.executable, "-m", "pointformer", "train",
+                              *_quiet(data_root, killed, *args, "trainer.resume=auto")],
+                             env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stderr
+    a = read_metrics(full / "metrics.jsonl", "train")
+    b = read_metrics(killed / "metrics.jsonl", "train")
+    assert [r["step"] for r in b] == list(range(1, 17))
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
