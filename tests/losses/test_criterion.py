@@ -225,3 +225,27 @@ def test_with_the_real_query_decoder(name):
     assert torch.isfinite(loss["loss"])
     assert all(p.grad is not None for p in decoder.parameters() if p.requires_grad and p.grad is not None)
     assert sum(int(p.grad is not None) for p in decoder.parameters()) > 5
+
+
+@pytest.mark.parametrize("name", ["influencer", "hungarian"])
+def test_real_decoder_under_bf16_autocast(name):
+    """Mixed precision end to end: a bf16-autocast decoder, the criterion inside the autocast
+    region (as a training loop runs it), finite loss and parameter gradients."""
+    models = pytest.importorskip("pointformer.models.decoder")
+    from pointformer.models.tokens import Tokens
+
+    g = torch.Generator().manual_seed(1)
+    tokens = Tokens(features=torch.randn(50, 8, generator=g) * 30, positions=torch.rand(50, 3, generator=g),
+                    weights=torch.full((50,), 40.0), offsets=torch.tensor([0, 50]))
+    decoder = models.QueryDecoder(token_dim=8, hidden_dim=16, num_heads=2, ffn_dim=32, num_layers=2, num_classes=3,
+                                  num_queries=12, query_init="seeded" if name == "influencer" else "learned",
+                                  mask_activation=mask_activation_for(name))
+    targets = [TokenTargets(torch.arange(50) % 5, torch.full((50,), 40.0), torch.tensor([0, 1, 2, 0]))]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = decoder(tokens)
+        assert out.final.mask_logits[0].dtype == torch.bfloat16
+        losses = InstanceCriterion(loss=name)(out.layers, out.query_seed_token, targets, out.token_objectness)
+    assert losses["loss"].dtype == torch.float32 and torch.isfinite(losses["loss"])
+    losses["loss"].backward()
+    grads = [p.grad for p in decoder.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(gr).all() for gr in grads)
