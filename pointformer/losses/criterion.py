@@ -22,6 +22,7 @@ from pointformer.losses.influencer import (
     weighted_total,
 )
 from pointformer.losses.influencer_sigmoid import INFLUENCER_SIGMOID_TERM_WEIGHTS, influencer_sigmoid_terms
+from pointformer.losses.matching import assign_many, matching_cost
 from pointformer.losses.targets import PreparedScene, TokenTargets, prepare_scene, validate_inputs
 from pointformer.losses.terms import upcast, zero_like_graph
 
@@ -74,14 +75,15 @@ def mask_activation_for(loss_name: str) -> str:
 
 def _scene_terms(name: str, spec: LossSpec, hyper: Mapping[str, Any], mask_logits: Tensor,
                  background_logits: Optional[Tensor], class_logits: Tensor, scene: PreparedScene,
-                 num_masks: Optional[float]) -> dict[str, Tensor]:
+                 num_masks: Optional[float], assignment: Optional[tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
     if spec.activation == "ownership":
         if background_logits is None:
             raise ValueError(f"loss {name!r} needs background_logits (decoder mask_activation='ownership'), got None")
         return influencer_terms(mask_logits, background_logits, class_logits, scene, **hyper)
     if name == "influencer_sigmoid":
         return influencer_sigmoid_terms(mask_logits, class_logits, scene, **hyper)
-    terms, _, _ = matched_terms(mask_logits, class_logits, scene, assigner=name, num_masks=num_masks, **hyper)
+    terms, _, _ = matched_terms(mask_logits, class_logits, scene, assigner=name, num_masks=num_masks,
+                                assignment=assignment, **hyper)
     return terms
 
 
@@ -213,10 +215,13 @@ class InstanceCriterion(nn.Module):
         logs: dict[str, Tensor] = {}
         for i, (layer, lw) in enumerate(zip(layers, layer_weights)):
             per_term: dict[str, list[Tensor]] = {}
+            assignments: list[Optional[tuple[Tensor, Tensor]]] = [None] * batch
+            if self.spec.set_loss:
+                assignments = list(self._assign_layer(layer, scenes))
             for b, scene in enumerate(scenes):
                 bg = None if layer.background_logits is None else layer.background_logits[b]
                 terms = _scene_terms(self.loss_name, self.spec, self.hyper_parameters, layer.mask_logits[b], bg,
-                                     layer.class_logits[b], scene, num_masks)
+                                     layer.class_logits[b], scene, num_masks, assignments[b])
                 for key, value in terms.items():
                     per_term.setdefault(key, []).append(value)
             layer_terms = {}
@@ -237,6 +242,14 @@ class InstanceCriterion(nn.Module):
             total = total + self.objectness_weight * objectness
         assert total is not None
         return {"loss": total, **logs}
+
+    def _assign_layer(self, layer: Any, scenes: Sequence[PreparedScene]) -> list[tuple[Tensor, Tensor]]:
+        """Match every scene of one decoder stage with a single device→host copy."""
+        cost_keys = ("cost_class", "cost_bce", "cost_dice")
+        costs = [matching_cost(layer.mask_logits[b], layer.class_logits[b], scene,
+                               **{k: self.hyper_parameters[k] for k in cost_keys})
+                 for b, scene in enumerate(scenes)]
+        return assign_many(costs, [s.instance_valid_index for s in scenes], self.loss_name)
 
     @staticmethod
     def objectness_loss(token_objectness: Sequence[Tensor] | Tensor, targets: Sequence[TokenTargets]) -> Tensor:

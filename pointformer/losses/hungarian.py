@@ -32,8 +32,12 @@ def matched_terms(
     cost_dice: float = 2.0,
     no_object_weight: float = 0.1,
     num_masks: Optional[float] = None,
+    assignment: Optional[tuple[Tensor, Tensor]] = None,
 ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
     """Match, then the unweighted terms of one scene.
+
+    `assignment` (query index, instance index), when given, replaces the matching (the criterion
+    solves all scenes of a layer with one device→host copy, see `matching.assign_many`).
 
     Returns:
         (terms {"cls", "bce", "dice"}, matched query index [M], matched instance index [M]).
@@ -41,7 +45,7 @@ def matched_terms(
     with autocast_off(mask_logits):
         return _matched_terms(mask_logits, class_logits, scene, assigner=assigner, cost_class=cost_class,
                               cost_bce=cost_bce, cost_dice=cost_dice, no_object_weight=no_object_weight,
-                              num_masks=num_masks)
+                              num_masks=num_masks, assignment=assignment)
 
 
 def _matched_terms(
@@ -55,11 +59,16 @@ def _matched_terms(
     cost_dice: float = 2.0,
     no_object_weight: float = 0.1,
     num_masks: Optional[float] = None,
+    assignment: Optional[tuple[Tensor, Tensor]] = None,
 ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
     if assigner not in ASSIGNERS:
         raise ValueError(f"assigner must be one of {sorted(ASSIGNERS)}, got {assigner!r}")
-    cost = matching_cost(mask_logits, class_logits, scene, cost_class=cost_class, cost_bce=cost_bce, cost_dice=cost_dice)
-    rows, cols = ASSIGNERS[assigner](cost, scene.instance_valid)
+    if assignment is None:
+        cost = matching_cost(mask_logits, class_logits, scene, cost_class=cost_class, cost_bce=cost_bce,
+                             cost_dice=cost_dice)
+        rows, cols = ASSIGNERS[assigner](cost, scene.instance_valid)
+    else:
+        rows, cols = assignment
     anchor = zero_like_graph(mask_logits)
     denom = float(num_masks) if num_masks is not None else float(scene.num_valid_instances)
     denom = max(denom, 1.0)

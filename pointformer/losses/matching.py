@@ -7,13 +7,15 @@ instance when a finite choice exists.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from pointformer.losses.targets import PreparedScene
-from pointformer.losses.terms import pairwise_sigmoid_costs, upcast
+from pointformer.losses.terms import autocast_off, pairwise_sigmoid_costs, upcast
 
 GUARD_COST = 1e8
 
@@ -42,12 +44,69 @@ def matching_cost(
     Returns:
         float32 [N, K] (columns of instances without tokens are GUARD_COST).
     """
-    bce, dice = pairwise_sigmoid_costs(mask_logits, scene)
-    prob = torch.softmax(upcast(class_logits).float(), dim=1)
-    class_cost = -prob[:, scene.instance_class]  # [N, K]
-    cost = cost_class * class_cost + cost_bce * bce.float() + cost_dice * dice.float()
-    cost = guard_cost_matrix(cost)
-    return torch.where(scene.instance_valid.unsqueeze(0), cost, torch.full_like(cost, GUARD_COST))
+    with autocast_off(mask_logits):
+        bce, dice = pairwise_sigmoid_costs(mask_logits, scene)
+        prob = torch.softmax(upcast(class_logits).float(), dim=1)
+        class_cost = -prob[:, scene.instance_class]  # [N, K]
+        cost = cost_class * class_cost + cost_bce * bce.float() + cost_dice * dice.float()
+        cost = guard_cost_matrix(cost)
+        return torch.where(scene.instance_valid.unsqueeze(0), cost, torch.full_like(cost, GUARD_COST))
+
+
+def _solve_hungarian(sub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return linear_sum_assignment(sub)
+
+
+def _solve_greedy(sub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Repeatedly the globally cheapest (free query, free instance) pair."""
+    sub = sub.copy()
+    n, k = sub.shape
+    rows, cols = [], []
+    for _ in range(min(n, k)):
+        r, c = divmod(int(np.argmin(sub)), k)
+        rows.append(r)
+        cols.append(c)
+        sub[r, :] = np.inf
+        sub[:, c] = np.inf
+    return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+
+
+SOLVERS = {"hungarian": _solve_hungarian, "greedy": _solve_greedy}
+
+
+def assign_many(costs: Sequence[Tensor], valid_columns: Sequence[Tensor], assigner: str = "hungarian"
+                ) -> list[tuple[Tensor, Tensor]]:
+    """Assignments of several scenes with ONE device→host copy (one sync per decoder layer
+    instead of one per scene).
+
+    Args:
+        costs: per scene [N_b, K_b] guarded costs (one device).
+        valid_columns: per scene long [K_valid_b], the instances that may be matched.
+        assigner: "hungarian" (scipy) or "greedy".
+    Returns:
+        per scene (query index [M_b], instance index [M_b]) on the costs' device.
+    """
+    if assigner not in SOLVERS:
+        raise ValueError(f"assigner must be one of {sorted(SOLVERS)}, got {assigner!r}")
+    if not costs:
+        return []
+    device = costs[0].device
+    subs = [c.index_select(1, v) for c, v in zip(costs, valid_columns)]
+    flat = torch.cat([sub.reshape(-1) for sub in subs]).detach().to("cpu", torch.float64).numpy()
+    out: list[tuple[Tensor, Tensor]] = []
+    offset = 0
+    for sub, cols_valid in zip(subs, valid_columns):
+        n, k = sub.shape
+        if n == 0 or k == 0:
+            empty = torch.zeros(0, dtype=torch.long, device=device)
+            out.append((empty, empty))
+            continue
+        rows, cols = SOLVERS[assigner](flat[offset: offset + n * k].reshape(n, k))
+        offset += n * k
+        rows_t = torch.as_tensor(rows, dtype=torch.long).to(device, non_blocking=True)
+        cols_t = cols_valid[torch.as_tensor(cols, dtype=torch.long).to(device, non_blocking=True)]
+        out.append((rows_t, cols_t))
+    return out
 
 
 def hungarian_assign(cost: Tensor, instance_valid: Tensor) -> tuple[Tensor, Tensor]:
@@ -58,15 +117,7 @@ def hungarian_assign(cost: Tensor, instance_valid: Tensor) -> tuple[Tensor, Tens
     Returns:
         (query index [M], instance index [M]) long tensors on cost's device, M = min(N, K_valid).
     """
-    cols_valid = instance_valid.nonzero().squeeze(1)
-    if cols_valid.numel() == 0 or cost.shape[0] == 0:
-        empty = torch.zeros(0, dtype=torch.long, device=cost.device)
-        return empty, empty
-    sub = cost[:, cols_valid].detach().cpu().double().numpy()
-    rows, cols = linear_sum_assignment(sub)
-    rows_t = torch.as_tensor(rows, dtype=torch.long, device=cost.device)
-    cols_t = cols_valid[torch.as_tensor(cols, dtype=torch.long, device=cost.device)]
-    return rows_t, cols_t
+    return assign_many([cost], [instance_valid.nonzero().squeeze(1)], "hungarian")[0]
 
 
 def greedy_assign(cost: Tensor, instance_valid: Tensor) -> tuple[Tensor, Tensor]:
@@ -75,24 +126,7 @@ def greedy_assign(cost: Tensor, instance_valid: Tensor) -> tuple[Tensor, Tensor]
 
     Args / Returns: as `hungarian_assign`.
     """
-    cols_valid = instance_valid.nonzero().squeeze(1)
-    n = cost.shape[0]
-    if cols_valid.numel() == 0 or n == 0:
-        empty = torch.zeros(0, dtype=torch.long, device=cost.device)
-        return empty, empty
-    sub = cost[:, cols_valid].detach().cpu().double().numpy().copy()
-    k = sub.shape[1]
-    rows, cols = [], []
-    for _ in range(min(n, k)):
-        flat = int(np.argmin(sub))
-        r, c = divmod(flat, k)
-        rows.append(r)
-        cols.append(c)
-        sub[r, :] = np.inf
-        sub[:, c] = np.inf
-    rows_t = torch.as_tensor(rows, dtype=torch.long, device=cost.device)
-    cols_t = cols_valid[torch.as_tensor(cols, dtype=torch.long, device=cost.device)]
-    return rows_t, cols_t
+    return assign_many([cost], [instance_valid.nonzero().squeeze(1)], "greedy")[0]
 
 
 ASSIGNERS = {"hungarian": hungarian_assign, "greedy": greedy_assign}
