@@ -55,13 +55,14 @@ def train_main(argv: Sequence[str]) -> int:
         return 0
     _configure_threads()
     from pointformer.engine.distributed import init_distributed, shutdown_distributed
-    from pointformer.engine.run import run_training
     from pointformer.engine.checkpoint import CheckpointError
+    from pointformer.engine.run import run_training
+    from pointformer.io.scene import SceneFormatError
 
     dist_info = init_distributed(str(cfg.trainer.device))
     try:
         result = run_training(cfg, dist_info=dist_info, overrides=args.overrides)
-    except (ConfigError, CheckpointError) as exc:
+    except (ConfigError, CheckpointError, SceneFormatError) as exc:  # user-fixable: one line naming the cause
         return _fail("train", str(exc))
     finally:
         shutdown_distributed()
