@@ -11,6 +11,7 @@ hungarian. Example:
     OMP_NUM_THREADS=2 python benchmarks/losses.py                      # full grid
     python benchmarks/losses.py --queries 200 --instances 60 --tokens 4096 --repeats 20
     python benchmarks/losses.py --summarize run.jsonl                  # markdown tables
+    python benchmarks/losses.py --criterion 5 13 --queries 150 --instances 30 --tokens 3000  # one step
 """
 from __future__ import annotations
 
@@ -121,12 +122,46 @@ def make_step(name: str, scene) -> Callable[[], torch.Tensor]:
 def measure_side_by_side(names: list[str], scene, repeats: int, device: torch.device) -> dict[str, dict]:
     """Round-robin over the losses (each round times every loss once), so that load changes on a
     shared machine hit every loss alike. Reports median and min per loss."""
+    return time_steps({name: make_step(name, scene) for name in names}, repeats, device)
+
+
+def make_criterion_step(name: str, batch: int, layers: int, n: int, k: int, p: int, c: int,
+                        device: torch.device) -> Callable[[], torch.Tensor]:
+    """One training step's loss: InstanceCriterion over `batch` scenes and `layers` decoder stages."""
+    from types import SimpleNamespace
+
+    from pointformer.losses import InstanceCriterion, TokenTargets
+
+    scenes = [make_scene(n, k, p, c, device, seed=b) for b in range(batch)]
+    targets = [TokenTargets(sc[3], sc[4], sc[5]) for sc in scenes]
+    seeds = [sc[6] for sc in scenes]
+    criterion = InstanceCriterion(loss=name)
+    ownership = mask_activation_for(name) == "ownership"
+    g = torch.Generator().manual_seed(1)
+    base = [[(torch.randn(n, p, generator=g) * 3).to(device), torch.randn(p, generator=g).to(device),
+             torch.randn(n, c + 1, generator=g).to(device)] for _ in range(layers * batch)]
+
+    def step() -> torch.Tensor:
+        leaves = [[t.detach().requires_grad_() for t in trio] for trio in base]
+        stages = [SimpleNamespace(mask_logits=[leaves[i * batch + b][0] for b in range(batch)],
+                                  background_logits=[leaves[i * batch + b][1] for b in range(batch)] if ownership else None,
+                                  class_logits=[leaves[i * batch + b][2] for b in range(batch)])
+                  for i in range(layers)]
+        loss = criterion(stages, seeds, targets)["loss"]
+        loss.backward()
+        return loss
+
+    return step
+
+
+def time_steps(steps: dict[str, Callable[[], torch.Tensor]], repeats: int, device: torch.device) -> dict[str, dict]:
+    """Round-robin timing of several steps; median/min wall and process-CPU time, and memory."""
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    steps = {name: make_step(name, scene) for name in names}
+    names = list(steps)
     for step in steps.values():
         step()  # warm-up
     times: dict[str, list[float]] = {name: [] for name in names}
@@ -200,10 +235,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    ap.add_argument("--criterion", type=int, nargs=2, metavar=("BATCH", "LAYERS"),
+                    help="time InstanceCriterion over BATCH scenes x LAYERS decoder stages at the first N, K, P")
     ap.add_argument("--summarize", metavar="JSONL", help="print markdown tables from a previous run's output and exit")
     args = ap.parse_args(argv)
     if args.summarize:
         print(summarize(args.summarize))
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.criterion:
+        batch, layers = args.criterion
+        device = torch.device(args.device)
+        n, k, p = args.queries[0], args.instances[0], args.tokens[0]
+        names = [x for x in args.losses if x in LOSS_FUNCTIONS]
+        steps = {x: make_criterion_step(x, batch, layers, n, k, p, args.classes, device) for x in names}
+        for x, r in time_steps(steps, args.repeats, device).items():
+            print(json.dumps({"event": "criterion", "loss": x, "batch": batch, "layers": layers, "N": n, "K": k,
+                              "P": p, "device": str(device), "threads": torch.get_num_threads(), **r}), flush=True)
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)
