@@ -142,3 +142,19 @@ def test_fallback_instance_without_seed_uses_every_query(hand_scene):
     assert prep.fallback.tolist() == [False, False, True]
     assert prep.candidates[:, 2].all()
     assert prep.candidates[:, 0].sum() == 2
+
+
+@pytest.mark.parametrize("seeded", [True, False], ids=["seeded", "unseeded"])
+@pytest.mark.parametrize("name", [n for n in sorted(LOSS_FUNCTIONS) if mask_activation_for(n) == "sigmoid"])
+def test_sigmoid_losses_reject_every_mask_covering_the_whole_foreground(hand_scene, name, seeded):
+    """The degenerate minimum of the published attempt, read literally for sigmoid masks (every
+    query's σ → 1 on every foreground token): clearly worse than the correct and the split answers."""
+    scene = hand_scene(num_instances=10, tokens_per_instance=20, background_tokens=40, num_queries=40, seeded=seeded)
+    mask, _ = scene.logits("correct", "sigmoid", 30.0)
+    fire = torch.where(scene.token_instance > 0, torch.full_like(mask, 30.0), torch.full_like(mask, -30.0))
+    args = (scene.zero_class_logits(), scene.token_instance, scene.token_weight, scene.instance_class, scene.seeds)
+    fn = LOSS_FUNCTIONS[name]
+    correct = float(fn(mask, None, *args)["loss"])
+    split = float(_loss(name, scene, "split")["loss"])
+    all_fire = float(fn(fire, None, *args)["loss"])
+    assert correct + 0.1 < split < all_fire - 0.1, (correct, split, all_fire)
