@@ -22,6 +22,7 @@ Queries:
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -184,7 +185,8 @@ class QueryDecoder(nn.Module):
         num_layers: decoder layers applied (predictions come out num_layers+1 times).
         num_unique_layers: distinct weight sets; layer i uses weights i % num_unique_layers
             (Mask3D: 12 layers = 3 passes sharing 4 weight sets). None = num_layers (no sharing).
-        num_queries: queries in training; eval_num_queries: in eval mode (None = num_queries);
+        num_queries: queries in training; eval_num_queries: in eval mode (None = num_queries; ignored
+            with a warning for learned queries, whose set cannot change size);
             ``forward(num_queries=...)`` overrides both.
         query_init: "seeded" (default) or "learned".
         mask_activation: "ownership" (softmax over {background, queries}) or "sigmoid".
@@ -244,10 +246,15 @@ class QueryDecoder(nn.Module):
             raise ValueError(f"num_layers must be >= 0, got {num_layers}")
         if eval_num_queries is not None and eval_num_queries < 1:
             raise ValueError(f"eval_num_queries must be positive, got {eval_num_queries}")
-        if query_init == "learned" and eval_num_queries is not None and eval_num_queries > num_queries:
-            raise ValueError(
-                f"learned queries: eval_num_queries={eval_num_queries} exceeds the {num_queries} learned embeddings"
+        if query_init == "learned" and eval_num_queries is not None and eval_num_queries != num_queries:
+            # A learned query set cannot change size; configs written for seeded queries (100 / 150)
+            # must still build when the loss switches to learned queries.
+            warnings.warn(
+                f"learned queries: eval_num_queries={eval_num_queries} is ignored, evaluation uses the "
+                f"{num_queries} learned embeddings",
+                stacklevel=2,
             )
+            eval_num_queries = None
         num_unique_layers = num_layers if num_unique_layers is None else num_unique_layers
         if num_layers and not 1 <= num_unique_layers <= num_layers:
             raise ValueError(f"num_unique_layers must be in 1..num_layers={num_layers}, got {num_unique_layers}")

@@ -240,8 +240,9 @@ def test_bad_input_is_rejected_clearly() -> None:
     learned = make_decoder(query_init="learned", num_queries=4)
     with pytest.raises(ValueError, match="embeddings"):
         learned(make_tokens([10]), num_queries=5)
-    with pytest.raises(ValueError, match="eval_num_queries"):
-        make_decoder(query_init="learned", num_queries=4, eval_num_queries=6)
+    with pytest.warns(UserWarning, match="eval_num_queries=6 is ignored"):
+        learned_eval = make_decoder(query_init="learned", num_queries=4, eval_num_queries=6)
+    assert learned_eval.eval()(make_tokens([10])).num_queries == [4]
     with pytest.raises(ValueError, match="mask_activation"):
         make_decoder(mask_activation="softmax")
     with pytest.raises(ValueError, match="query_init"):
