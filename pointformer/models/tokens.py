@@ -166,7 +166,7 @@ def pool_superpoints(
         num_superpoints: S.
         point_weights: optional float [P] per-point weights (default 1).
     Returns:
-        float [S, D]; a superpoint without points gets zeros.
+        float [S, D] (float32, or float64 for float64 input); a superpoint without points gets zeros.
     """
     if point_features.dim() != 2 or superpoint.dim() != 1 or superpoint.shape[0] != point_features.shape[0]:
         raise ValueError(
@@ -174,15 +174,15 @@ def pool_superpoints(
             f"{tuple(point_features.shape)} and {tuple(superpoint.shape)}"
         )
     superpoint = superpoint.long()
+    # Sums of thousands of points overflow float16 (AMP): accumulate in float32 at least.
+    values = point_features.to(torch.promote_types(point_features.dtype, torch.float32))
     if point_weights is None:
-        total = point_features.new_zeros(num_superpoints, point_features.shape[1])
-        total.index_add_(0, superpoint, point_features)
-        count = torch.bincount(superpoint, minlength=num_superpoints).to(point_features.dtype)
+        count = torch.bincount(superpoint, minlength=num_superpoints).to(values.dtype)
     else:
-        w = point_weights.to(point_features.dtype)
-        total = point_features.new_zeros(num_superpoints, point_features.shape[1])
-        total.index_add_(0, superpoint, point_features * w[:, None])
-        count = point_features.new_zeros(num_superpoints).index_add_(0, superpoint, w)
+        w = point_weights.to(values.dtype)
+        values = values * w[:, None]
+        count = values.new_zeros(num_superpoints).index_add_(0, superpoint, w)
+    total = values.new_zeros(num_superpoints, values.shape[1]).index_add_(0, superpoint, values)
     return total / count.clamp_min(torch.finfo(count.dtype).tiny)[:, None]
 
 

@@ -74,6 +74,12 @@ def test_pool_superpoints_matches_a_loop_and_backpropagates() -> None:
     torch.testing.assert_close(weighted, pooled.detach())
 
 
+def test_pool_superpoints_does_not_overflow_in_half_precision() -> None:
+    feats = torch.full((20000, 2), 8.0, dtype=torch.float16)  # the sum (160000) overflows float16
+    pooled = pool_superpoints(feats, torch.zeros(20000, dtype=torch.long), 1)
+    assert pooled.dtype == torch.float32 and torch.equal(pooled, torch.full((1, 2), 8.0))
+
+
 def test_superpoint_tokens_from_a_batch() -> None:
     # two scenes: 3 and 2 superpoints; scene 1's ids are shifted by token_offsets[1] = 3
     xyz = torch.tensor([[0.0, 0, 0], [2, 0, 0], [1, 1, 1], [5, 5, 5], [0, 0, 4], [1, 1, 1], [3, 3, 3]])
