@@ -147,6 +147,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: experiment demo_cpu)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="preprocessing processes")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: the tiny model's tensors are small, and on a busy machine "
+                             "2 spin-waiting OpenMP threads made each step 10x slower)")
     parser.add_argument("--no-render", action="store_true", help="skip the PNG")
     parser.add_argument("overrides", nargs="*", help="extra training overrides, e.g. trainer.batch_size=4")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -154,6 +157,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from pointformer.engine.checkpoint import CheckpointError
     from pointformer.engine.config import ConfigError
 
+    import torch
+
+    if args.threads < 1:
+        parser.error("--threads must be >= 1")
+    torch.set_num_threads(args.threads)
     start = time.perf_counter()
     try:
         summary = run_demo(Path(args.out), scenes=args.scenes, test_scenes=args.test_scenes, vertices=args.vertices,
