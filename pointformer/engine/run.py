@@ -90,8 +90,12 @@ def run_training(cfg: DictConfig, *, dist_info: DistInfo = DistInfo(), overrides
     config_yaml = to_yaml(resolved)
     if dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        # the resolved config of every start/resume is kept; config.yaml is the latest
-        (run_dir / "config.yaml").write_text(config_yaml)
+        # config.yaml is the latest start/resume; an earlier, different one is kept beside it
+        previous = run_dir / "config.yaml"
+        if previous.is_file() and previous.read_text() != config_yaml:
+            stamp = _dt.datetime.fromtimestamp(previous.stat().st_mtime).strftime("%Y-%m-%d_%H-%M-%S")
+            previous.rename(run_dir / f"config.{stamp}.yaml")
+        previous.write_text(config_yaml)
         (run_dir / "overrides.txt").write_text("\n".join(overrides) + ("\n" if overrides else ""))
     setup_logging(run_dir, dist_info)
     n_params = sum(p.numel() for p in model.parameters())
