@@ -42,6 +42,12 @@ def _apply_map(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> to
 class _SparseConvFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:  # type: ignore[override]
+        # Under autocast (mixed precision) compute in the autocast dtype: a custom Function gets no
+        # automatic casts, and its backward runs outside the autocast region.
+        ctx.dtypes = (feats.dtype, weight.dtype)
+        if torch.is_autocast_enabled(feats.device.type):
+            dtype = torch.get_autocast_dtype(feats.device.type)
+            feats, weight = feats.to(dtype), weight.to(dtype)
         ctx.save_for_backward(feats, weight)
         ctx.kmap = kmap
         return _apply_map(feats, weight, kmap)
@@ -51,7 +57,7 @@ class _SparseConvFunction(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         feats, weight = ctx.saved_tensors
         kmap: KernelMap = ctx.kmap
-        grad_out = grad_out.contiguous()
+        grad_out = grad_out.to(feats.dtype).contiguous()
         need_feats, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_feats = grad_weight = None
         # The adjoint of the map: same pairs read output -> input, transposed weights. One pass over
@@ -78,7 +84,9 @@ class _SparseConvFunction(torch.autograd.Function):
                     grad_feats.index_add_(0, in_rows, g @ weight[k].t())
             if need_weight:
                 torch.mm(feats.index_select(0, in_rows).t(), g, out=grad_weight[k])
-        return grad_feats, grad_weight, None
+        feats_dtype, weight_dtype = ctx.dtypes  # gradients in the inputs' own dtypes
+        return (None if grad_feats is None else grad_feats.to(feats_dtype),
+                None if grad_weight is None else grad_weight.to(weight_dtype), None)
 
 
 def _check_weight(x: SparseTensor, weight: torch.Tensor, volume: int, op: str) -> None:
@@ -86,7 +94,7 @@ def _check_weight(x: SparseTensor, weight: torch.Tensor, volume: int, op: str) -
         raise ValueError(
             f"{op}: weight must be [{volume}, {x.num_channels}, Cout] for this input, got {tuple(weight.shape)}"
         )
-    if weight.dtype != x.feats.dtype:
+    if weight.dtype != x.feats.dtype and not torch.is_autocast_enabled(x.feats.device.type):
         raise ValueError(f"{op}: weight dtype {weight.dtype} differs from feature dtype {x.feats.dtype}")
 
 
