@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -331,7 +332,9 @@ class Trainer:
         if self.dist.is_main and cfg.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=last_step, initial=self.step, desc="train", dynamic_ncols=True, leave=True)
+            # in a log file (no terminal) a bar line every 30 s instead of every update
+            bar = tqdm(total=last_step, initial=self.step, desc="train", dynamic_ncols=True, leave=True,
+                       mininterval=0.5 if sys.stderr.isatty() else 30.0)
         result = FitResult(run_dir=self.run_dir, step=self.step, epoch=self.step // self.steps_per_epoch,
                            resumed_from=self.resumed_from)
         self.model.train()
