@@ -173,3 +173,17 @@ def test_sigkilled_training_process_resumes_to_the_uninterrupted_losses(data_roo
     b = read_metrics(killed / "metrics.jsonl", "train")
     assert [r["step"] for r in b] == list(range(1, 17))
     assert [r["loss"] for r in a] == [r["loss"] for r in b]
+
+
+def test_resume_auto_finds_the_newest_run_of_the_name(data_root, tmp_path):
+    torch.set_num_threads(1)
+    base = [f"data.root={data_root}", f"output_root={tmp_path}", "name=exp", "trainer.progress=false",
+            "trainer.tensorboard=false", "trainer.num_workers=0", "trainer.epochs=2", "trainer.batch_size=2",
+            "trainer.val_every_epochs=0"]
+    first = run_training(compose_config([*base, "trainer.max_steps=3"]))
+    assert first.run_dir.parent == tmp_path / "exp" and first.step == 3
+    resumed = run_training(compose_config([*base, "trainer.resume=auto"]))
+    assert resumed.run_dir == first.run_dir and resumed.resumed_from.endswith("step_00000003.pt") and resumed.step == 4
+    # nothing to resume under another name: a fresh run, not an error
+    fresh = run_training(compose_config([*base, "name=other", "trainer.resume=auto", "trainer.max_steps=1"]))
+    assert fresh.resumed_from is None and fresh.run_dir.parent == tmp_path / "other"
