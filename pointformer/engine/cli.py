@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
-log = logging.getLogger("pointformer")
 
 
 def _fail(command: str, message: str, status: int = 2) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import shutil
 import sys
 import time
@@ -23,7 +22,6 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-log = logging.getLogger("pointformer")
 _MARKER = ".pointformer-demo"
 
 
