@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Sequence
 
 
-
 def _fail(command: str, message: str, status: int = 2) -> int:
     print(f"pointformer {command}: error: {message}", file=sys.stderr)
     return status
