@@ -316,7 +316,9 @@ class Trainer:
     # ------------------------------------------------------------------ training
     def fit(self) -> FitResult:
         cfg = self.cfg
-        resume_path = self._resume_path()
+        # rank 0 picks the checkpoint (resume=auto inspects files that rank 0 may rename); all load it
+        chosen = broadcast_object(str(self._resume_path() or "") if self.dist.is_main else None)
+        resume_path = Path(chosen) if chosen else None
         if resume_path is None:
             seed_everything(cfg.seed)
         else:
