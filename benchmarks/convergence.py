@@ -516,6 +516,8 @@ class StudyTask:
 # ----------------------------------------------------------------------------------------- one run
 @dataclass(frozen=True)
 class RunSpec:
+    """Everything a (worker) process needs to train one run: picklable, no live objects."""
+
     variant: str
     seed: int
     run_dir: str
@@ -531,7 +533,8 @@ def run_overrides(size: StudySize, variant: Variant, seed: int, data_root: Path,
     epochs = math.ceil(size.steps / max(size.train_scenes // _batch_size(size), 1))
     return [
         f"experiment={size.preset}", f"loss={variant.loss}", f"model.decoder.query_init={variant.query_init}",
-        *([f"data={data_config}"] if data_config != "synthetic" else []), f"data.root={data_root}", f"run_dir={run_dir}", f"trainer.seed={seed}", f"trainer.device={device}",
+        *([f"data={data_config}"] if data_config != "synthetic" else []), f"data.root={data_root}",
+        f"run_dir={run_dir}", f"trainer.seed={seed}", f"trainer.device={device}",
         f"trainer.max_steps={size.steps}", f"trainer.epochs={epochs}",
         f"trainer.val_every_steps={size.eval_every}", f"trainer.checkpoint_every_steps={size.eval_every}",
         f"trainer.log_every={size.log_every}", "trainer.resume=auto",
@@ -578,7 +581,8 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
     for handler in logging.getLogger("pointformer").handlers:
         if not isinstance(handler, logging.FileHandler):
             handler.setLevel(logging.WARNING)  # stdout carries the study's JSON lines; details go to train.log
-    meta = {"variant": spec.variant, "label": VARIANTS[spec.variant].label, "seed": spec.seed, "fingerprint": spec.fingerprint,
+    meta = {"variant": spec.variant, "label": VARIANTS[spec.variant].label, "seed": spec.seed,
+            "fingerprint": spec.fingerprint,
             "loss": str(cfg.loss.name), "query_init": str(cfg.model.decoder.query_init),
             "num_queries": int(cfg.model.decoder.num_queries), "model": str(cfg.model.name),
             "parameters": int(sum(p.numel() for p in model.parameters()))}
@@ -605,11 +609,6 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
             "train_seconds": task.clock.train_seconds, "device": str(trainer.device), "threads": spec.threads}
     atomic_write_json(run_dir / "done.json", done)
     return done
-
-
-def _train_one_in_worker(spec: RunSpec) -> dict[str, Any]:
-    # worker processes print their JSON lines on the shared stdout as well
-    return train_one(spec)
 
 
 def fingerprint(size: StudySize, variant: Variant, seed: int, device: str,
@@ -696,7 +695,7 @@ def run_study(out: Path, size: StudySize, *, device: str = "cpu", jobs: int = 1,
             futures = {}
             for spec in todo:
                 emit("run_queued", variant=spec.variant, seed=spec.seed, run_dir=spec.run_dir)
-                futures[pool.submit(_train_one_in_worker, spec)] = spec
+                futures[pool.submit(train_one, spec)] = spec  # workers print on the shared stdout
             for future in as_completed(futures):
                 spec = futures[future]
                 done = future.result()

@@ -355,7 +355,8 @@ def write_report(out: Path | str) -> dict[str, Any]:
         stamp = Path(study["data_root"]).parent / "READY.json"
         if stamp.is_file():
             data_stats = json.loads(stamp.read_text())
-    summary = {"reference": reference, "variants": rows, "study": {k: study.get(k) for k in ("size", "device", "jobs", "threads", "torch", "cpu_count")},
+    settings = {k: study.get(k) for k in ("size", "device", "jobs", "threads", "torch", "cpu_count")}
+    summary = {"reference": reference, "variants": rows, "study": settings,
                "data": data_stats, "files": [str(p.name) for p in plots] + ["curves.csv", "table.csv", "table.md"]}
     _atomic_write(out / "summary.json", json.dumps(summary, indent=1, allow_nan=True))
     return {"table": str(out / "table.md"), "plots": [str(p) for p in plots], "reference": reference}
