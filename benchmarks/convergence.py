@@ -214,17 +214,28 @@ def _data_stats(pre: Path) -> dict[str, Any]:
 class AssignmentTimer:
     """Seconds spent in the matching baselines' assignment: the cost matrix and the solver.
 
-    Wraps ``pointformer.losses.hungarian.matching_cost`` and the solvers of
-    ``pointformer.losses.matching.ASSIGNERS`` while active (the losses look both up at call time), so
-    the criterion itself is untouched. The Influencer losses have no discrete assignment: 0 s.
+    While active it wraps, wherever they exist, the places the losses package assigns through: the
+    criterion's batched per-layer assignment (``InstanceCriterion._assign_layer``), the cost and
+    solver functions as looked up by ``pointformer.losses.criterion`` and ``.hungarian``, and the
+    solvers of ``pointformer.losses.matching.ASSIGNERS`` (the single-scene functional path). Nested
+    wrapped calls count once (only the outermost is timed). The losses' code is untouched. The
+    Influencer losses have no discrete assignment: 0 s. The end-to-end test fails if a refactor of
+    the losses moves the assignment out of these places (Hungarian would then report 0 s).
     """
+
+    PATCHED = (("pointformer.losses.criterion", ("matching_cost", "assign_many")),
+               ("pointformer.losses.hungarian", ("matching_cost",)))
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.seconds = 0.0
+        self._depth = 0
 
     def _timed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if self._depth:
+                return fn(*args, **kwargs)
+            self._depth += 1
             _sync(self.device)
             start = time.perf_counter()
             try:
@@ -232,21 +243,39 @@ class AssignmentTimer:
             finally:
                 _sync(self.device)
                 self.seconds += time.perf_counter() - start
+                self._depth -= 1
         return wrapper
 
     @contextlib.contextmanager
-    def active(self) -> Iterator["AssignmentTimer"]:
-        from pointformer.losses import hungarian, matching
+    def active(self, criterion: Any = None) -> Iterator["AssignmentTimer"]:
+        import importlib
 
-        saved_cost, saved_assigners = hungarian.matching_cost, dict(matching.ASSIGNERS)
-        hungarian.matching_cost = self._timed(saved_cost)
+        from pointformer.losses import matching
+
+        restore: list[tuple[Any, str, Any]] = []
+        for module_name, names in self.PATCHED:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                continue
+            for name in names:
+                if hasattr(module, name):
+                    restore.append((module, name, getattr(module, name)))
+                    setattr(module, name, self._timed(getattr(module, name)))
+        saved_assigners = dict(matching.ASSIGNERS)
         for name, fn in saved_assigners.items():
             matching.ASSIGNERS[name] = self._timed(fn)
+        instance_patched = criterion is not None and hasattr(criterion, "_assign_layer")
+        if instance_patched:
+            criterion._assign_layer = self._timed(criterion._assign_layer)
         try:
             yield self
         finally:
-            hungarian.matching_cost = saved_cost
+            for module, name, original in reversed(restore):
+                setattr(module, name, original)
             matching.ASSIGNERS.update(saved_assigners)
+            if instance_patched:
+                del criterion._assign_layer  # back to the class's method
 
 
 def _sync(device: torch.device) -> None:
@@ -432,7 +461,7 @@ class StudyTask:
         _sync(self.device)
         after_model = time.perf_counter()
         timer = AssignmentTimer(self.device)
-        with timer.active():
+        with timer.active(self.inner.criterion):
             losses = self.inner.criterion(out.layers, out.query_seed_token, batch.targets, out.token_objectness)
         _sync(self.device)
         after_loss = time.perf_counter()

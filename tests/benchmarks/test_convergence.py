@@ -109,6 +109,20 @@ def test_assignment_timer_times_the_matching_baselines_only_and_restores_the_los
         influencer_loss(*args, query_seed_token=torch.arange(n) % p)
     assert timer.seconds == 0.0
     assert hungarian.matching_cost is saved[0] and matching.ASSIGNERS == saved[1]
+    # the batched criterion path: timed once per call (no double counting of nested wrappers)
+    from pointformer.losses import build_criterion, criterion as criterion_module
+    from pointformer.losses.targets import TokenTargets
+
+    crit = build_criterion({"name": "hungarian"})
+    layer = type("Layer", (), {"mask_logits": [args[0]], "class_logits": [args[2]], "background_logits": None})
+    targets = [TokenTargets(token_instance=args[3], token_weight=args[4], instance_class=args[5])]
+    before = {n: getattr(criterion_module, n, None) for n in ("matching_cost", "assign_many")}
+    timer = conv.AssignmentTimer(torch.device("cpu"))
+    with timer.active(crit):
+        crit([layer, layer], None, targets)
+    assert timer.seconds > 0 and timer._depth == 0
+    assert "_assign_layer" not in crit.__dict__
+    assert {n: getattr(criterion_module, n, None) for n in before} == before
 
 
 def test_bad_settings_are_rejected_with_clear_messages(tmp_path):
