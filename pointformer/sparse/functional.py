@@ -6,13 +6,28 @@ only its input features and the shared map alive for the backward pass.
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Iterator, Literal, Optional
 
 import torch
 from torch.autograd.function import once_differentiable
 
 from pointformer.sparse.kernel_map import KernelMap
 from pointformer.sparse.tensor import SparseTensor
+
+
+def _chunk_rows(t: torch.Tensor, channels: int) -> int:
+    """Rows per chunk: about 1 MB of float32 per gathered block on CPU; whole offsets on GPUs,
+    where every chunk would cost kernel launches."""
+    if t.device.type != "cpu":
+        return 1 << 62
+    return max(1024, min(8192, (1 << 18) // max(channels, 1)))
+
+
+def _chunks(a: int, b: int, step: int) -> Iterator[tuple[int, int]]:
+    s = a
+    while s < b:
+        yield s, min(b, s + step)
+        s += step
 
 
 def _apply_map(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
@@ -27,15 +42,18 @@ def _apply_map(feats: torch.Tensor, weight: torch.Tensor, kmap: KernelMap) -> to
         out = feats.new_empty((kmap.num_out, cout))
     else:
         out = feats.new_zeros((kmap.num_out, cout))
-    # One offset at a time: the gathered rows of one offset stay cache-sized (measured 1.5x faster
-    # on CPU than gathering all pairs at once); index_copy_ where every output row is hit once.
+    # One offset at a time, in row chunks on CPU: the gathered rows and the GEMM output stay
+    # cache-sized (measured 1.45x faster at 96 channels than whole offsets on one CPU thread).
+    # index_copy_ where every output row is hit once.
     copy = kmap.out_is_permutation and kmap.centre is None
+    step = _chunk_rows(feats, max(weight.shape[1], cout))
     for k, a, b in kmap.segments:
-        products = feats.index_select(0, kmap.in_rows[a:b]) @ weight[k]
-        if copy:
-            out.index_copy_(0, kmap.out_rows[a:b], products)
-        else:
-            out.index_add_(0, kmap.out_rows[a:b], products)
+        for s, e in _chunks(a, b, step):
+            products = feats.index_select(0, kmap.in_rows[s:e]) @ weight[k]
+            if copy:
+                out.index_copy_(0, kmap.out_rows[s:e], products)
+            else:
+                out.index_add_(0, kmap.out_rows[s:e], products)
     return out
 
 
@@ -74,16 +92,18 @@ class _SparseConvFunction(torch.autograd.Function):
             if kmap.centre is not None:
                 torch.mm(feats.t(), grad_out, out=grad_weight[kmap.centre])
         copy = kmap.in_is_permutation and kmap.centre is None
+        step = _chunk_rows(grad_out, max(weight.shape[1], weight.shape[2]))
         for k, a, b in kmap.segments:
-            in_rows = kmap.in_rows[a:b]
-            g = grad_out.index_select(0, kmap.out_rows[a:b])
-            if need_feats:
-                if copy:
-                    grad_feats.index_copy_(0, in_rows, g @ weight[k].t())
-                else:
-                    grad_feats.index_add_(0, in_rows, g @ weight[k].t())
-            if need_weight:
-                torch.mm(feats.index_select(0, in_rows).t(), g, out=grad_weight[k])
+            for s, e in _chunks(a, b, step):
+                in_rows = kmap.in_rows[s:e]
+                g = grad_out.index_select(0, kmap.out_rows[s:e])
+                if need_feats:
+                    if copy:
+                        grad_feats.index_copy_(0, in_rows, g @ weight[k].t())
+                    else:
+                        grad_feats.index_add_(0, in_rows, g @ weight[k].t())
+                if need_weight:
+                    grad_weight[k].addmm_(feats.index_select(0, in_rows).t(), g)
         feats_dtype, weight_dtype = ctx.dtypes  # gradients in the inputs' own dtypes
         return (None if grad_feats is None else grad_feats.to(feats_dtype),
                 None if grad_weight is None else grad_weight.to(weight_dtype), None)
