@@ -37,6 +37,16 @@ def dense_weight_to_sparse(w: torch.Tensor) -> torch.Tensor:
     return w.permute(2, 3, 4, 1, 0).reshape(-1, cin, cout)
 
 
+def assert_same_values_and_grads(sparse_out: torch.Tensor, dense_ref: torch.Tensor,
+                                 inputs: tuple[torch.Tensor, ...], gen: torch.Generator) -> None:
+    """Values equal, and the gradients of a random linear functional of both outputs equal."""
+    torch.testing.assert_close(sparse_out, dense_ref, rtol=1e-10, atol=1e-10)
+    r = torch.randn(dense_ref.shape, generator=gen, dtype=DT)
+    for a, b in zip(torch.autograd.grad((sparse_out * r).sum(), inputs, retain_graph=True),
+                    torch.autograd.grad((dense_ref * r).sum(), inputs, retain_graph=True)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("kernel_size,dilation", [(3, 1), (3, 2), (5, 1), (1, 1)])
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_submanifold_matches_dense(kernel_size: int, dilation: int, shuffle: bool) -> None:
@@ -53,15 +63,8 @@ def test_submanifold_matches_dense(kernel_size: int, dilation: int, shuffle: boo
     dense_in = to_dense(coords, feats, batch, lo, hi - lo)
     pad = (kernel_size // 2) * dilation
     dense_out = TF.conv3d(dense_in, wd, padding=pad, dilation=dilation)
-    ref = at_voxels(dense_out, coords, lo)
-    torch.testing.assert_close(y.feats, ref, rtol=1e-10, atol=1e-10)
     assert torch.equal(y.coords, coords)
-
-    r = torch.randn(ref.shape, generator=gen, dtype=DT)
-    g_sparse = torch.autograd.grad((y.feats * r).sum(), (feats, wd))
-    g_dense = torch.autograd.grad((ref * r).sum(), (feats, wd))
-    for a, b in zip(g_sparse, g_dense):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    assert_same_values_and_grads(y.feats, at_voxels(dense_out, coords, lo), (feats, wd), gen)
 
 
 def test_submanifold_gradcheck() -> None:
@@ -92,12 +95,7 @@ def test_down_conv_matches_dense() -> None:
     assert torch.equal(torch.unique(parents, dim=0), torch.unique(y.coords, dim=0))
     assert y.coords.shape[0] == torch.unique(parents, dim=0).shape[0]
     dense_out = TF.conv3d(to_dense(coords, feats, batch, lo, hi - lo), wd, stride=2)
-    ref = at_voxels(dense_out, y.coords, lo // 2)
-    torch.testing.assert_close(y.feats, ref, rtol=1e-10, atol=1e-10)
-    r = torch.randn(ref.shape, generator=gen, dtype=DT)
-    for a, b in zip(torch.autograd.grad((y.feats * r).sum(), (feats, wd)),
-                    torch.autograd.grad((ref * r).sum(), (feats, wd))):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    assert_same_values_and_grads(y.feats, at_voxels(dense_out, y.coords, lo // 2), (feats, wd), gen)
 
 
 def test_up_conv_matches_dense_transpose() -> None:
@@ -115,12 +113,7 @@ def test_up_conv_matches_dense_transpose() -> None:
     size_c = (hi - lo) // 2
     dense_c = to_dense(coarse.coords, cfeats, batch, lo // 2, size_c)
     dense_out = TF.conv_transpose3d(dense_c, wt, stride=2)
-    ref = at_voxels(dense_out, fine_coords, lo)
-    torch.testing.assert_close(y.feats, ref, rtol=1e-10, atol=1e-10)
-    r = torch.randn(ref.shape, generator=gen, dtype=DT)
-    for a, b in zip(torch.autograd.grad((y.feats * r).sum(), (cfeats, wt)),
-                    torch.autograd.grad((ref * r).sum(), (cfeats, wt))):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    assert_same_values_and_grads(y.feats, at_voxels(dense_out, fine_coords, lo), (cfeats, wt), gen)
 
 
 def test_strided_chain_matches_dense_at_stride_4() -> None:
