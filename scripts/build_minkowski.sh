@@ -6,6 +6,8 @@
 #   ME_WHEEL_CACHE  folder for the built wheel (default: <repo>/.cache/wheels, gitignored)
 #   ME_FORCE_BUILD  =1 rebuilds even when a cached wheel exists
 #   MAX_JOBS        parallel compile jobs (default: number of cores)
+#   ME_CPU_ONLY     =1 builds without CUDA even when torch sees a GPU (the CUDA build of 0.5.4 needs
+#                   nvcc and is untested here)
 # Why each step (see docs/sparse.md):
 #   - libopenblas-dev: ME links a CBLAS; numpy>=2 has no numpy.distutils to discover one, so the
 #     BLAS is named explicitly (--blas=openblas).
@@ -30,6 +32,7 @@ fi
 torch_version=$("$py" -c "import torch; print(torch.__version__)")
 py_tag=$("$py" -c "import sys; print(f'cp{sys.version_info[0]}{sys.version_info[1]}')")
 cuda=$("$py" -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
+[ "${ME_CPU_ONLY:-0}" = 1 ] && cuda=cpu
 # The wheel is only valid for the torch (ABI) and device flavour it was compiled against.
 tag="torch${torch_version//+/_}-$cuda-$py_tag"
 wheel_dir="$cache/minkowskiengine-$version-$tag"
@@ -75,7 +78,7 @@ if [ ${#cached[@]} -eq 0 ] || [ "${ME_FORCE_BUILD:-0}" = 1 ]; then
   build_opts=(--config-settings=--build-option=--blas=openblas)
   if [ "$cuda" = cpu ]; then
     build_opts+=(--config-settings=--build-option=--cpu_only)
-    log "no CUDA device visible to torch: CPU_ONLY build"
+    log "CPU_ONLY build (no CUDA device visible to torch, or ME_CPU_ONLY=1)"
   fi
   export MAX_JOBS=${MAX_JOBS:-$(nproc)}
   log "compiling against torch $torch_version with MAX_JOBS=$MAX_JOBS (several minutes on 2 cores)"
