@@ -11,7 +11,6 @@ from pointformer.models.backbone3d import Res16UNet
 from pointformer.sparse import (
     BackendUnavailableError,
     DownConv3d,
-    SparseTensor,
     SubmanifoldConv3d,
     UpConv3d,
     get_backend,
