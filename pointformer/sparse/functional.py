@@ -16,11 +16,12 @@ from pointformer.sparse.tensor import SparseTensor
 
 
 def _chunk_rows(t: torch.Tensor, channels: int) -> int:
-    """Rows per chunk: about 1 MB of float32 per gathered block on CPU; whole offsets on GPUs,
-    where every chunk would cost kernel launches."""
+    """Rows per chunk: about 1 MB of float32 per gathered block and CPU thread (each op splits its
+    rows among the threads; fewer, larger ops also wait less for busy cores); whole offsets on
+    GPUs, where every chunk would cost kernel launches."""
     if t.device.type != "cpu":
         return 1 << 62
-    return max(1024, min(8192, (1 << 18) // max(channels, 1)))
+    return max(1024, min(8192, (1 << 18) // max(channels, 1))) * max(1, torch.get_num_threads())
 
 
 def _chunks(a: int, b: int, step: int) -> Iterator[tuple[int, int]]:
