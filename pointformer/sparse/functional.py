@@ -1,8 +1,9 @@
 """Sparse operations of the pure-PyTorch backend (CPU and CUDA) and backend-independent helpers.
 
 Convolutions are gather-GEMM-scatter over a grouped :class:`KernelMap` (see kernel_map.py), one
-kernel offset at a time, wrapped in one autograd Function that recomputes the gather in backward instead of storing it, so a layer keeps
-only its input features and the shared map alive for the backward pass.
+kernel offset (and on CPU one cache-sized row chunk) at a time, wrapped in one autograd Function
+that recomputes the gathers in backward instead of storing them, so a layer keeps only its input
+features and the shared map alive for the backward pass.
 """
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """Kernel maps of the torch backend: which input row feeds which output row through which weight.
 
 A map is stored "grouped": the (input row, output row) pairs of all kernel offsets are concatenated,
-offset after offset, so a convolution is ONE gather, one small GEMM per offset on a contiguous slice,
-and ONE scatter (gather-GEMM-scatter). The centre offset of a submanifold convolution is the identity
-and is not stored: it is one plain GEMM over all rows.
+offset after offset, and ``segments`` gives each offset's slice; a convolution gathers the input rows
+of a slice, multiplies them by that offset's weight and scatter-adds the products into the output
+rows (gather-GEMM-scatter). The centre offset of a submanifold convolution is the identity and is
+not stored: it is one plain GEMM over all rows.
 
 Weight index of a kernel offset (ox, oy, oz) with h = kernel_size // 2 (odd kernels) or h = 0
 (the 2x2x2 stride-2 kernels, offsets in {0, 1}):  k = (ox+h)*K*K + (oy+h)*K + (oz+h)  — z fastest,
