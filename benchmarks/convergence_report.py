@@ -30,6 +30,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 REACH_FRACTION = 0.9
+# one colour and one row position per variant in every study (unknown variants follow)
+CANONICAL_ORDER = ("influencer", "influencer_sigmoid", "hungarian", "hungarian_seeded", "greedy", "influencer_unseeded")
 CURVE_KEYS = ("map", "map50", "map25", "duplicate_rate", "unmatched_gt_rate", "assignment_stability", "train_seconds")
 TIMING_KEYS = ("t_step", "t_data", "t_model", "t_loss", "t_assign", "t_backward")
 
@@ -101,10 +103,7 @@ def load_runs(out: Path) -> list[RunCurves]:
     runs_dir = out / "runs"
     if not runs_dir.is_dir():
         raise ValueError(f"{out}: no runs/ folder (run benchmarks/convergence.py --out {out} first)")
-    order: list[str] = []
-    study = out / "study.json"
-    if study.is_file():
-        order = list(dict.fromkeys(r["variant"] for r in json.loads(study.read_text()).get("runs", [])))
+    order = list(CANONICAL_ORDER)
     runs = []
     for path in sorted(runs_dir.glob("*/seed*/evaluations.json")):
         try:
@@ -284,6 +283,11 @@ def curves_csv(runs: Sequence[RunCurves]) -> str:
     return buf.getvalue()
 
 
+def _color(variant: str, index: int, colors: Sequence[str]) -> str:
+    position = CANONICAL_ORDER.index(variant) if variant in CANONICAL_ORDER else len(CANONICAL_ORDER) + index
+    return colors[position % len(colors)]
+
+
 def _plot(summaries: Sequence[VariantSummary], out: Path, reference: dict[str, Any]) -> list[Path]:
     import matplotlib
 
@@ -298,7 +302,7 @@ def _plot(summaries: Sequence[VariantSummary], out: Path, reference: dict[str, A
         for i, s in enumerate(summaries):
             if not s.steps:
                 continue
-            color = colors[i % len(colors)]
+            color = _color(s.variant, i, colors)
             x = np.array(s.steps, dtype=float) if x_key == "step" else s.mean_curve("train_seconds")
             data = s.curves["map50"]
             ax.plot(x, s.mean_curve("map50"), marker="o", ms=3, color=color, label=f"{s.label} ({len(s.seeds)} seeds)")
@@ -324,7 +328,7 @@ def _plot(summaries: Sequence[VariantSummary], out: Path, reference: dict[str, A
                               ("duplicate rate", "unmatched-GT rate", "assignment stability")):
         for i, s in enumerate(summaries):
             if s.steps:
-                ax.plot(s.steps, s.mean_curve(key), marker="o", ms=3, color=colors[i % len(colors)], label=s.label)
+                ax.plot(s.steps, s.mean_curve(key), marker="o", ms=3, color=_color(s.variant, i, colors), label=s.label)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("training step")
         ax.set_ylim(-0.02, 1.02)
