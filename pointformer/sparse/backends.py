@@ -7,6 +7,7 @@ Weights are always stored in pointformer's layout, so one state_dict serves both
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Protocol
 
 import torch
@@ -49,12 +50,16 @@ class TorchBackend:
 
 
 _INSTANCES: dict[str, SparseBackend] = {"torch": TorchBackend()}
+# MinkowskiEngine warns on every import of a CPU_ONLY build; a CPU build is a deliberate choice here.
+_CPU_ONLY_WARNING = "The MinkowskiEngine was compiled with CPU_ONLY flag"
 
 
 def minkowski_available() -> bool:
     """True when MinkowskiEngine can be imported."""
     try:
-        importlib.import_module("MinkowskiEngine")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_CPU_ONLY_WARNING)
+            importlib.import_module("MinkowskiEngine")
     except Exception:  # noqa: BLE001 - a broken build raises OSError/AttributeError too
         return False
     return True

@@ -9,13 +9,16 @@ outputs come back row-aligned with pointformer's coordinates. Weights stay in po
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import torch
 
 try:
-    import MinkowskiEngine as ME
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The MinkowskiEngine was compiled with CPU_ONLY flag")
+        import MinkowskiEngine as ME
     from MinkowskiEngine.MinkowskiConvolution import (
         MinkowskiConvolutionFunction,
         MinkowskiConvolutionTransposeFunction,
