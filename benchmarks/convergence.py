@@ -588,7 +588,7 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
     from pointformer.engine.config import compose_config, container, to_yaml
     from pointformer.engine.distributed import DistInfo
     from pointformer.engine.run import setup_logging
-    from pointformer.engine.trainer import Trainer, TrainerConfig
+    from pointformer.engine.trainer import Trainer, TrainerConfig, seed_everything
     from pointformer.evaluation import MIN_REGION_SIZE
 
     run_dir = Path(spec.run_dir)
@@ -600,6 +600,7 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
     val_set = make_dataset(cfg, str(cfg.data.val_split), train=False)
     class_ids = check_classes(cfg, train_set)
     inner = build_task(cfg, class_ids)
+    seed_everything(int(cfg.trainer.seed))  # as `pointformer train`: the initial weights follow the seed
     model = build_model(cfg)
     with open_dict(cfg):
         cfg.run_dir = str(run_dir)
