@@ -7,6 +7,9 @@ STAMP := $(VENV)/.pointformer-installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # Threads for torch on small machines (CI has 2 cores).
 export OMP_NUM_THREADS ?= 2
+# Sleeping (not spinning) OpenMP workers: on a machine shared with other processes, spinning threads made
+# a 2-thread backbone step 5-50x slower (measured; see docs/sparse.md).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install test test-all test-minkowski demo minkowski bench system-deps clean
 
