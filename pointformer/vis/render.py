@@ -105,7 +105,7 @@ def render_png(path: str | os.PathLike, xyz: np.ndarray, rgb: np.ndarray, *, fac
         try:
             import open3d  # noqa: F401  (only to know whether to try; the render itself runs in a child)
             available = True
-        except Exception:
+        except (ImportError, OSError):  # not installed, or a system library (libusb, libGL) is missing
             available = False
         if available and _render_open3d(path, xyz, rgb, faces, width, height, point_size, timeout_s):
             return "open3d"
