@@ -556,10 +556,11 @@ class RunSpec:
 
 
 def run_overrides(size: StudySize, variant: Variant, seed: int, data_root: Path, run_dir: Path, device: str,
-                  data_config: str = "synthetic") -> list[str]:
+                  data_config: str = "synthetic", batch_size: Optional[int] = None) -> list[str]:
     """The Hydra overrides of one run: the preset, the variant, the data, the schedule and the run folder."""
     # the OneCycle schedule spans epochs x steps-per-epoch >= steps: it ends (almost) with the run
-    epochs = math.ceil(size.steps / max(size.train_scenes // _batch_size(size), 1))
+    batch_size = batch_size or _batch_size(size)
+    epochs = math.ceil(size.steps / max(size.train_scenes // batch_size, 1))
     return [
         f"experiment={size.preset}", f"loss={variant.loss}", f"model.decoder.query_init={variant.query_init}",
         *([f"data={data_config}"] if data_config != "synthetic" else []), f"data.root={data_root}",
@@ -655,6 +656,7 @@ def fingerprint(size: StudySize, variant: Variant, seed: int, device: str,
 def plan_runs(out: Path, size: StudySize, data_root: Path, device: str, threads: int,
               data_config: str = "synthetic", external: bool = False) -> list[RunSpec]:
     specs = []
+    batch_size = _batch_size(size)
     # seed-major: an interrupted or time-limited study has every variant at its first seeds
     for seed in size.seeds:
         for name in size.variants:
@@ -662,7 +664,7 @@ def plan_runs(out: Path, size: StudySize, data_root: Path, device: str, threads:
             run_dir = out / "runs" / name / f"seed{seed}"
             specs.append(RunSpec(variant=name, seed=seed, run_dir=str(run_dir), threads=threads,
                                  overrides=tuple(run_overrides(size, variant, seed, data_root, run_dir, device,
-                                                               data_config)),
+                                                               data_config, batch_size)),
                                  fingerprint=fingerprint(size, variant, seed, device,
                                                          f"{data_config}:{data_root}" if external else None)))
     return specs
@@ -691,6 +693,8 @@ def run_study(out: Path, size: StudySize, *, device: str = "cpu", jobs: int = 1,
     with ``data_config="scannet"``) instead of the generated synthetic scenes.
     """
     size.validate()
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda but CUDA is not available (use --device cpu, or run on a GPU machine)")
     out.mkdir(parents=True, exist_ok=True)
     study_start = time.perf_counter()
     external = data_root is not None

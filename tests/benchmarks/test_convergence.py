@@ -138,6 +138,26 @@ def test_bad_settings_are_rejected_with_clear_messages(tmp_path):
         report.write_report(tmp_path)
 
 
+@pytest.mark.parametrize("preset", ["quick", "default", "full"])
+def test_every_variant_composes_with_the_study_presets(preset, tmp_path):
+    from pointformer.engine.config import compose_config
+
+    size = conv.SIZES[preset]
+    for spec in conv.plan_runs(tmp_path, size, tmp_path / "data", "cpu", 1):
+        cfg = compose_config(list(spec.overrides))
+        variant = conv.VARIANTS[spec.variant]
+        assert cfg.loss.name == variant.loss and cfg.model.decoder.query_init == variant.query_init
+        # identical query counts in training and evaluation; identical schedules across variants
+        assert cfg.model.decoder.eval_num_queries == cfg.model.decoder.num_queries
+        assert cfg.trainer.max_steps == size.steps and cfg.trainer.val_every_steps == size.eval_every
+        assert cfg.trainer.checkpoint_every_steps == size.eval_every and cfg.trainer.resume == "auto"
+        assert cfg.trainer.epochs * (size.train_scenes // cfg.trainer.batch_size) >= size.steps
+    assert len({s.fingerprint for s in conv.plan_runs(tmp_path, size, tmp_path, "cpu", 1)}) == len(size.variants) * len(size.seeds)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            conv.run_study(tmp_path / "gpu", size, device="cuda")
+
+
 @pytest.fixture(scope="module")
 def quick_study(tmp_path_factory):
     torch.set_num_threads(1)
