@@ -341,6 +341,8 @@ class Trainer:
                            resumed_from=self.resumed_from)
         self.model.train()
         window_scenes, window_start, window_cpu = 0, time.perf_counter(), time.process_time()
+        # Validation and checkpointing inside a window are not training time: kept out of s_per_step.
+        paused_wall = paused_cpu = 0.0
         try:
             if self.step < last_step:
                 for batch in self._loader(self.step):
@@ -356,13 +358,13 @@ class Trainer:
                     epoch_done = self.step % self.steps_per_epoch == 0
                     regular_log = self.step % cfg.log_every == 0 or epoch_done
                     if regular_log or self.step == last_step:
-                        elapsed = time.perf_counter() - window_start
+                        elapsed = time.perf_counter() - window_start - paused_wall
                         timed_steps = max(window_scenes // (batch.batch_size * self.dist.world_size), 1)
                         means = all_reduce_mean({k: v / self.window_steps for k, v in self.window.items()}, self.device)
                         record = {**means, "epoch": self.step / self.steps_per_epoch,
                                   "scenes_per_s": window_scenes / max(elapsed, 1e-9), "s_per_step": elapsed / timed_steps,
                                   # CPU seconds of this process (all threads, data workers excluded): the cost on a shared machine
-                                  "cpu_s_per_step": (time.process_time() - window_cpu) / timed_steps,
+                                  "cpu_s_per_step": (time.process_time() - window_cpu - paused_cpu) / timed_steps,
                                   "skipped_steps": self.skipped_steps}
                         if self.device.type == "cuda":
                             record["cuda_peak_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2 ** 30
@@ -374,8 +376,10 @@ class Trainer:
                         if regular_log:  # a final off-grid record keeps the window: a resumed run continues it
                             self.window, self.window_steps = {}, 0
                             window_scenes, window_start, window_cpu = 0, time.perf_counter(), time.process_time()
+                            paused_wall = paused_cpu = 0.0
                     if bar is not None:
                         bar.update(1)
+                    pause_start, pause_cpu = time.perf_counter(), time.process_time()
                     epoch = self.step // self.steps_per_epoch
                     do_val = self.val_set is not None and (
                         (epoch_done and cfg.val_every_epochs and epoch % cfg.val_every_epochs == 0)
@@ -392,6 +396,8 @@ class Trainer:
                                or self.step == last_step)
                     if do_ckpt:
                         self._save_step_checkpoint(result.last_val)
+                    paused_wall += time.perf_counter() - pause_start
+                    paused_cpu += time.process_time() - pause_cpu
                     if self.step >= last_step:
                         break
         finally:

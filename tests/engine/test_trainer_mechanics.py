@@ -1,6 +1,7 @@
 """Trainer mechanics with a small stand-in model (no 3D backbone): learning, exact resume,
 corrupt-checkpoint fallback, best checkpoint, metrics files."""
 import json
+import time
 
 import numpy as np
 import pytest
@@ -165,3 +166,20 @@ def test_worker_processes_do_not_change_the_run(data_root, tmp_path):
     a = [r["loss"] for r in read_metrics(tmp_path / "w0" / "metrics.jsonl", "train")]
     b = [r["loss"] for r in read_metrics(tmp_path / "w2" / "metrics.jsonl", "train")]
     assert len(a) == 4 and a == b
+
+
+def test_validation_time_is_not_counted_as_training_time(data_root, tmp_path, monkeypatch):
+    """Regression: the window after a validation reported the validation's seconds as step time."""
+    trainer = _trainer(data_root, tmp_path / "run", epochs=4, log_every=4, val_every_epochs=1)
+    real_validate = trainer.validate
+
+    def slow_validate():
+        time.sleep(1.5)
+        return real_validate()
+
+    monkeypatch.setattr(trainer, "validate", slow_validate)
+    trainer.fit()
+    train = read_metrics(tmp_path / "run" / "metrics.jsonl", "train")
+    # 3 steps per epoch and a log every 4 steps: every window spans a (1.5 s) validation
+    assert len(train) >= 2
+    assert all(r["s_per_step"] < 0.3 for r in train), [r["s_per_step"] for r in train]
