@@ -11,7 +11,7 @@ export OMP_NUM_THREADS ?= 2
 # a 2-thread backbone step 5-50x slower (measured; see docs/sparse.md).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install test test-all test-minkowski demo minkowski bench system-deps clean
+.PHONY: install test test-all test-minkowski demo minkowski bench convergence convergence-gpu system-deps clean
 
 # apt packages for optional features (Open3D import needs libusb; rendering needs EGL / Vulkan;
 # MinkowskiEngine needs OpenBLAS). Installed only when running as root with apt; listed in README.
@@ -48,10 +48,24 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/sparse_conv.py
 
+# Influencer Loss vs Hungarian matching (docs/convergence.md): the CPU study (~45 min) and the GPU setting.
+convergence: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/convergence.py --jobs 2 --threads 1
+
+convergence-gpu: $(STAMP)
+	$(PY) benchmarks/convergence.py --full --device cuda --out benchmarks/results/convergence/full
+
 minkowski: $(STAMP)
 	scripts/build_minkowski.sh $(PY)
 
-test-minkowski: $(STAMP)
+test-# Influencer Loss vs Hungarian matching (docs/convergence.md): the CPU study (~45 min) and the GPU setting.
+convergence: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/convergence.py --jobs 2 --threads 1
+
+convergence-gpu: $(STAMP)
+	$(PY) benchmarks/convergence.py --full --device cuda --out benchmarks/results/convergence/full
+
+minkowski: $(STAMP)
 	$(PYTEST) -m minkowski tests || [ $$? = 5 ]
 
 clean:
