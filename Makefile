@@ -58,14 +58,7 @@ convergence-gpu: $(STAMP)
 minkowski: $(STAMP)
 	scripts/build_minkowski.sh $(PY)
 
-test-# Influencer Loss vs Hungarian matching (docs/convergence.md): the CPU study (~45 min) and the GPU setting.
-convergence: $(STAMP)
-	OMP_NUM_THREADS=1 $(PY) benchmarks/convergence.py --jobs 2 --threads 1
-
-convergence-gpu: $(STAMP)
-	$(PY) benchmarks/convergence.py --full --device cuda --out benchmarks/results/convergence/full
-
-minkowski: $(STAMP)
+test-minkowski: $(STAMP)
 	$(PYTEST) -m minkowski tests || [ $$? = 5 ]
 
 clean:
