@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
+# e.g. VENV_FLAGS=--system-site-packages inside an activated conda env: .venv then sees (and keeps) its CUDA torch
+VENV_FLAGS ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pointformer-installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -26,7 +28,7 @@ system-deps:
 
 $(STAMP): setup.py scripts/install_torch.sh
 	@$(MAKE) --no-print-directory system-deps
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	scripts/install_torch.sh $(PY)
 	$(PY) -m pip install -q -e '.[dev,vis]' 2>&1 | grep -v "is ignored: it is neither" || true
 	$(PY) -c "import pointformer, torch; print('[install] pointformer', pointformer.__version__, 'torch', torch.__version__)"
