@@ -16,11 +16,12 @@ from torch import Tensor
 from pointformer.losses.influencer import weighted_total
 from pointformer.losses.matching import ASSIGNERS, matching_cost
 from pointformer.losses.targets import PreparedScene, prepare_scene, validate_inputs
-from pointformer.losses.terms import autocast_off, pairwise_sigmoid_costs, upcast, zero_like_graph
+from pointformer.losses.terms import pairwise_sigmoid_costs, upcast, without_autocast, zero_like_graph
 
 HUNGARIAN_TERM_WEIGHTS: dict[str, float] = {"cls": 2.0, "bce": 5.0, "dice": 2.0}
 
 
+@without_autocast
 def matched_terms(
     mask_logits: Tensor,
     class_logits: Tensor,
@@ -42,25 +43,6 @@ def matched_terms(
     Returns:
         (terms {"cls", "bce", "dice"}, matched query index [M], matched instance index [M]).
     """
-    with autocast_off(mask_logits):
-        return _matched_terms(mask_logits, class_logits, scene, assigner=assigner, cost_class=cost_class,
-                              cost_bce=cost_bce, cost_dice=cost_dice, no_object_weight=no_object_weight,
-                              num_masks=num_masks, assignment=assignment)
-
-
-def _matched_terms(
-    mask_logits: Tensor,
-    class_logits: Tensor,
-    scene: PreparedScene,
-    *,
-    assigner: str = "hungarian",
-    cost_class: float = 2.0,
-    cost_bce: float = 5.0,
-    cost_dice: float = 2.0,
-    no_object_weight: float = 0.1,
-    num_masks: Optional[float] = None,
-    assignment: Optional[tuple[Tensor, Tensor]] = None,
-) -> tuple[dict[str, Tensor], Tensor, Tensor]:
     if assigner not in ASSIGNERS:
         raise ValueError(f"assigner must be one of {sorted(ASSIGNERS)}, got {assigner!r}")
     if assignment is None:

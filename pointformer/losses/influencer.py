@@ -20,11 +20,11 @@ from torch import Tensor
 
 from pointformer.losses.targets import PreparedScene, prepare_scene, validate_inputs
 from pointformer.losses.terms import (
-    autocast_off,
     masked_softmax_over_queries,
     soft_class_loss,
     soft_class_targets,
     upcast,
+    without_autocast,
     zero_like_graph,
 )
 
@@ -105,6 +105,7 @@ def ownership_log_terms(mask_logits: Tensor, background_logits: Tensor, scene: P
     return ell, z0 - lse_all, lse_queries - lse_all
 
 
+@without_autocast
 def influencer_terms(
     mask_logits: Tensor,
     background_logits: Tensor,
@@ -115,20 +116,6 @@ def influencer_terms(
     no_object_weight: float = 0.1,
 ) -> dict[str, Tensor]:
     """Unweighted terms of the ownership loss for one scene (see the module docstring)."""
-    with autocast_off(mask_logits):
-        return _influencer_terms(mask_logits, background_logits, class_logits, scene, temperature=temperature,
-                                 no_object_weight=no_object_weight)
-
-
-def _influencer_terms(
-    mask_logits: Tensor,
-    background_logits: Tensor,
-    class_logits: Tensor,
-    scene: PreparedScene,
-    *,
-    temperature: float = 0.5,
-    no_object_weight: float = 0.1,
-) -> dict[str, Tensor]:
     check_ownership_temperature(temperature)
     t = float(temperature)
     ell, log_bg, log_not_bg = ownership_log_terms(mask_logits, background_logits, scene)

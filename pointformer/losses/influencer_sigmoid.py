@@ -21,17 +21,18 @@ from torch import Tensor
 from pointformer.losses.influencer import weighted_total
 from pointformer.losses.targets import PreparedScene, prepare_scene, validate_inputs
 from pointformer.losses.terms import (
-    autocast_off,
     masked_softmax_over_queries,
     pairwise_sigmoid_stats,
     soft_class_loss,
     soft_class_targets,
+    without_autocast,
     zero_like_graph,
 )
 
 INFLUENCER_SIGMOID_TERM_WEIGHTS: dict[str, float] = {"att": 1.0, "rep": 1.0, "supp": 1.0, "cls": 2.0}
 
 
+@without_autocast
 def influencer_sigmoid_terms(
     mask_logits: Tensor,
     class_logits: Tensor,
@@ -43,21 +44,6 @@ def influencer_sigmoid_terms(
     no_object_weight: float = 0.1,
 ) -> dict[str, Tensor]:
     """Unweighted terms of the sigmoid form for one scene (see the module docstring)."""
-    with autocast_off(mask_logits):
-        return _influencer_sigmoid_terms(mask_logits, class_logits, scene, tau=tau, bce_weight=bce_weight,
-                                         dice_weight=dice_weight, no_object_weight=no_object_weight)
-
-
-def _influencer_sigmoid_terms(
-    mask_logits: Tensor,
-    class_logits: Tensor,
-    scene: PreparedScene,
-    *,
-    tau: float = 0.5,
-    bce_weight: float = 5.0,
-    dice_weight: float = 2.0,
-    no_object_weight: float = 0.1,
-) -> dict[str, Tensor]:
     if not tau > 0:
         raise ValueError(f"tau must be positive, got {tau}")
     anchor = zero_like_graph(mask_logits)

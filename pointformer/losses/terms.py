@@ -5,6 +5,9 @@ Everything is computed in float32 (inputs are upcast) so that bf16/fp16 autocast
 """
 from __future__ import annotations
 
+import functools
+from typing import Callable, TypeVar
+
 import torch
 from torch import Tensor
 
@@ -22,6 +25,20 @@ def autocast_off(t: Tensor) -> torch.autocast:
     """Context that disables autocast on t's device: the losses upcast to float32 themselves and
     their matvecs (sums over up to 10^5 weighted tokens) must not run in half precision."""
     return torch.autocast(device_type=t.device.type, enabled=False)
+
+
+_F = TypeVar("_F", bound=Callable[..., object])
+
+
+def without_autocast(fn: _F) -> _F:
+    """Run ``fn(mask_logits, ...)`` with autocast disabled on ``mask_logits``' device (see `autocast_off`)."""
+
+    @functools.wraps(fn)
+    def wrapped(mask_logits: Tensor, *args: object, **kwargs: object) -> object:
+        with autocast_off(mask_logits):
+            return fn(mask_logits, *args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
 
 
 def zero_like_graph(t: Tensor) -> Tensor:
