@@ -8,9 +8,11 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=find_packages(include=["pointformer", "pointformer.*"]),
-    include_package_data=True,
-    package_data={"pointformer": ["configs/**/*.yaml", "configs/*.yaml"]},
+    # The Hydra tree lives at the repository root (configs/) and is installed as package data under
+    # pointformer/configs, so an installed `pointformer train` composes it from any directory.
+    packages=find_packages(include=["pointformer", "pointformer.*"]) + ["pointformer.configs"],
+    package_dir={"pointformer.configs": "configs"},
+    package_data={"pointformer.configs": ["*.yaml", "*/*.yaml"]},
     # torch is installed before this package by the Makefile (CPU wheel on CPU machines, the user's
     # CUDA build kept on GPU machines); a range here never replaces an installed torch.
     install_requires=[

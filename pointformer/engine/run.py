@@ -1,7 +1,9 @@
-"""One training run from a composed config: run directory, logging, datasets, model, trainer.
+"""One training run from a composed config: the composition root of training.
 
-Used by ``pointformer train`` (also under torchrun) and by the demo. Under DDP only rank 0 creates
-the run directory and writes into it; the directory is chosen on rank 0 and broadcast.
+The config is read here, once, into typed settings (``RunSettings``); datasets, model, task and
+trainer are built from them. Used by ``pointformer train`` (also under torchrun), the demo and the
+convergence study (which adds hooks and its own task). Under DDP only rank 0 creates the run
+directory and writes into it; the directory is chosen on rank 0 and broadcast.
 """
 from __future__ import annotations
 
@@ -13,12 +15,14 @@ from typing import Optional, Sequence
 
 from omegaconf import DictConfig, open_dict
 
+from pointformer.build import build_model, check_classes, make_dataset, resolve_color_stats
+from pointformer.config import RunSettings
+from pointformer.config.compose import plain_config, to_yaml
 from pointformer.engine import checkpoint as ckpt
-from pointformer.engine.build import (build_model, build_task, check_classes, make_dataset, plain_config,
-                                      resolve_color_stats)
-from pointformer.engine.config import ConfigError, container, optional_path, to_yaml
 from pointformer.engine.distributed import DistInfo, broadcast_object
-from pointformer.engine.trainer import FitResult, Trainer, TrainerConfig, seed_everything
+from pointformer.engine.hooks import Hook
+from pointformer.engine.task import InstanceSegmentationTask
+from pointformer.engine.trainer import FitResult, Task, Trainer, seed_everything
 
 log = logging.getLogger("pointformer")
 
@@ -47,47 +51,53 @@ def _latest_run(parent: Path) -> Optional[Path]:
     return max(runs, key=lambda p: p.name) if runs else None
 
 
-def choose_run_dir(cfg: DictConfig) -> Path:
+def choose_run_dir(settings: RunSettings) -> Path:
     """``run_dir`` if set; for ``trainer.resume=auto`` the newest run of this name with checkpoints;
     otherwise a new timestamped folder under ``<output_root>/<name>/``."""
-    explicit = optional_path(cfg.get("run_dir"))
-    if explicit is not None:
-        return explicit
-    parent = Path(str(cfg.output_root)).expanduser() / str(cfg.name)
-    resume = cfg.trainer.get("resume")
+    if settings.run_dir is not None:
+        return settings.run_dir
+    parent = settings.output_root / settings.name
+    resume = settings.trainer.resume
     if resume == "auto":
         latest = _latest_run(parent)
         if latest is not None:
             return latest
-    elif resume not in (None, "", "null"):
-        path = Path(str(resume)).expanduser()
+    elif resume is not None:
+        path = Path(resume).expanduser()
         if path.parent.name == "checkpoints":  # continue in the run the checkpoint came from
             return path.parent.parent
     return parent / _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
 
-def run_training(cfg: DictConfig, *, dist_info: DistInfo = DistInfo(), overrides: Sequence[str] = ()) -> FitResult:
-    """Train with ``cfg`` (a composed config); returns the trainer's result (on every rank)."""
-    try:
-        trainer_cfg = TrainerConfig.from_mapping(container(cfg.trainer))
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    resolve_color_stats(cfg)
-    train_set = make_dataset(cfg, str(cfg.data.train_split), train=True, limit=cfg.data.get("limit_train"))
-    val_split = cfg.data.get("val_split")
-    val_set = None
-    if val_split not in (None, "", "null") and trainer_cfg.val_every_epochs + (trainer_cfg.val_every_steps or 0) > 0:
-        val_set = make_dataset(cfg, str(val_split), train=False, limit=cfg.data.get("limit_val"))
-    class_ids = check_classes(cfg, train_set)
-    task = build_task(cfg, class_ids)
-    seed_everything(trainer_cfg.seed)  # the initial weights are part of what a seed reproduces
-    model = build_model(cfg)
+def run_training(cfg: DictConfig, *, dist_info: DistInfo = DistInfo(), overrides: Sequence[str] = (),
+                 hooks: Sequence[Hook] = (), task: Optional[Task] = None) -> FitResult:
+    """Train with ``cfg`` (a composed config); returns the trainer's result (on every rank).
 
-    run_dir = Path(broadcast_object(str(choose_run_dir(cfg)) if dist_info.is_main else None))
+    Args:
+        hooks: extra trainer hooks, run after the built-in ones (e.g. a study's measurements).
+        task: the model/loss pairing to train (default: the run's ``InstanceSegmentationTask``).
+    """
+    settings = RunSettings.from_config(cfg)
+    data = resolve_color_stats(settings.data)
+    if data is not settings.data:  # the run folder and checkpoints store the statistics used
+        with open_dict(cfg):
+            cfg.data.color_mean, cfg.data.color_std = list(data.color_mean), list(data.color_std)
+        settings = RunSettings.from_config(cfg)
+    trainer_settings = settings.trainer
+    train_set = make_dataset(data, data.train_split, train=True, seed=trainer_settings.seed, limit=data.limit_train)
+    val_set = None
+    if data.val_split is not None and trainer_settings.val_every_epochs + (trainer_settings.val_every_steps or 0) > 0:
+        val_set = make_dataset(data, data.val_split, train=False, seed=trainer_settings.seed, limit=data.limit_val)
+    class_ids = check_classes(settings, train_set)
+    if task is None:
+        task = InstanceSegmentationTask.from_settings(settings, class_ids=class_ids)
+    seed_everything(trainer_settings.seed)  # the initial weights are part of what a seed reproduces
+    model = build_model(settings)
+
+    run_dir = Path(broadcast_object(str(choose_run_dir(settings)) if dist_info.is_main else None))
     with open_dict(cfg):
         cfg.run_dir = str(run_dir)
-    resolved = plain_config(cfg)
-    config_yaml = to_yaml(resolved)
+    config_yaml = to_yaml(plain_config(cfg))
     if dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         # config.yaml is the latest start/resume; an earlier, different one is kept beside it
@@ -100,10 +110,10 @@ def run_training(cfg: DictConfig, *, dist_info: DistInfo = DistInfo(), overrides
     setup_logging(run_dir, dist_info)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("run %s: %d train / %s val scenes, model %s (%.2fM parameters), loss %s, %d process(es)",
-             run_dir, len(train_set), len(val_set) if val_set is not None else 0, cfg.model.name, n_params / 1e6,
-             cfg.loss.name, dist_info.world_size)
-    trainer = Trainer(model=model, task=task, train_set=train_set, val_set=val_set, cfg=trainer_cfg, run_dir=run_dir,
-                      config_yaml=config_yaml, dist_info=dist_info)
+             run_dir, len(train_set), len(val_set) if val_set is not None else 0, settings.model.name, n_params / 1e6,
+             settings.loss.name, dist_info.world_size)
+    trainer = Trainer(model=model, task=task, train_set=train_set, val_set=val_set, settings=trainer_settings,
+                      run_dir=run_dir, config_yaml=config_yaml, dist_info=dist_info, hooks=list(hooks))
     result = trainer.fit()
     if dist_info.is_main:
         log.info("finished at step %d; best %s; checkpoints in %s", result.step, result.best or "-", run_dir / "checkpoints")

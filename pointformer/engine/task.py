@@ -8,10 +8,13 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from pointformer.build import build_loss
+from pointformer.config import ConfigError, RunSettings
 from pointformer.data.collate import SceneBatch
 from pointformer.evaluation import EvaluationResult, ScenePrediction, SegmentMasks, evaluate_scenes
 from pointformer.inference.postprocess import Postprocessor
 from pointformer.losses import InstanceCriterion
+from pointformer.timing import Stopwatch
 
 
 class InstanceSegmentationTask:
@@ -22,18 +25,30 @@ class InstanceSegmentationTask:
         postprocessor: per-scene inference rule matching the loss family.
         class_ids: dataset class id (ScanNet: nyu40) of each model class index 0..C-1.
         dataset: evaluation protocol ("scannet" or "s3dis").
-        eval_num_queries: queries per scene at validation/test time (None: the decoder's default).
         eval_seed: seeds the first FPS query at evaluation, so predictions are reproducible.
+
+    The query count at validation/test time is the model's (``model.decoder.eval_num_queries``).
     """
 
     def __init__(self, *, criterion: InstanceCriterion, postprocessor: Postprocessor, class_ids: Sequence[int],
-                 dataset: str = "scannet", eval_num_queries: Optional[int] = None, eval_seed: int = 0) -> None:
+                 dataset: str, eval_seed: int) -> None:
         self.criterion = criterion
         self.postprocessor = postprocessor
         self.class_ids = [int(c) for c in class_ids]
         self.dataset = dataset
-        self.eval_num_queries = eval_num_queries
         self.eval_seed = eval_seed
+
+    @classmethod
+    def from_settings(cls, settings: RunSettings, *, class_ids: Sequence[int],
+                      assignment_timer: Optional[Stopwatch] = None) -> "InstanceSegmentationTask":
+        """The task of a run: its loss's criterion (optionally timing the assignment) and
+        postprocessing, the dataset's evaluation protocol and the evaluation seed."""
+        try:
+            postprocessor = Postprocessor.from_settings(settings.loss)
+        except ValueError as exc:
+            raise ConfigError(f"loss={settings.loss.name}: {exc}") from None
+        return cls(criterion=build_loss(settings.loss, assignment_timer=assignment_timer), postprocessor=postprocessor,
+                   class_ids=class_ids, dataset=settings.data.dataset, eval_seed=settings.eval.seed)
 
     def training_loss(self, model: torch.nn.Module, batch: SceneBatch) -> tuple[torch.Tensor, dict[str, float]]:
         out = model(batch)
@@ -47,7 +62,7 @@ class InstanceSegmentationTask:
         """Per scene: (InstancePrediction over tokens, scene-local token of every point long [P_b])."""
         generator = torch.Generator(device=batch.xyz.device)
         generator.manual_seed(self.eval_seed)
-        out = model(batch, num_queries=self.eval_num_queries, generator=generator)
+        out = model(batch, generator=generator)
         final = out.final
         weights = out.tokens.split(out.tokens.weights)
         point_tokens = out.scene_point_to_token()

@@ -264,6 +264,14 @@ class Postprocessor:
     options: dict[str, Any]
 
     @classmethod
+    def from_settings(cls, loss: Any) -> "Postprocessor":
+        """The postprocessing of a run's loss settings (``pointformer.config.LossSettings``): the loss's
+        registered mask activation with the options of ``loss.postprocess``."""
+        from pointformer.losses import get_loss
+
+        return cls.from_config({"activation": get_loss(loss.name).activation, **dict(loss.postprocess)})
+
+    @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> "Postprocessor":
         cfg = dict(cfg)
         activation = cfg.pop("activation", None)

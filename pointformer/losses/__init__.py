@@ -1,39 +1,29 @@
 """Instance losses over query masks: the Influencer Loss (seeded ownership form, default), its
 seeded sigmoid form, Mask3D's Hungarian criterion and ablations; see docs/losses.md.
 
-Functional cores (one scene, model-independent), all called as
-``fn(mask_logits [N,P], background_logits [P] | None, class_logits [N,C+1], token_instance [P],
-token_weight [P], instance_class [K], query_seed_token [N] | None, **hyper) -> dict[str, Tensor]``.
+Every loss is one ``LossDefinition`` in the registry (``pointformer.losses.registry``), declared
+in its own module; importing this package registers the shipped ones. ``InstanceCriterion`` runs
+any registered loss over a batch and every decoder stage; ``scene_loss`` runs it on one scene.
 """
-from typing import Callable
-
-from torch import Tensor
-
-from pointformer.losses.criterion import LOSSES, InstanceCriterion, build_criterion, loss_spec, mask_activation_for
-from pointformer.losses.hungarian import greedy_loss, hungarian_loss
-from pointformer.losses.influencer import influencer_loss, influencer_unseeded_loss
-from pointformer.losses.influencer_sigmoid import influencer_sigmoid_loss
+from pointformer.losses import hungarian, influencer, influencer_sigmoid  # noqa: F401  (register the shipped losses)
+from pointformer.losses.criterion import (InstanceCriterion, SceneInputs, StagePrediction, build_criterion,
+                                          scene_loss)
+from pointformer.losses.registry import (LossDefinition, QuerySetup, SceneLossInputs, get_loss, query_setup,
+                                         register_loss, registered_losses)
 from pointformer.losses.targets import TokenTargets
 
-LOSS_FUNCTIONS: dict[str, Callable[..., dict[str, Tensor]]] = {
-    "influencer": influencer_loss,
-    "influencer_unseeded": influencer_unseeded_loss,
-    "influencer_sigmoid": influencer_sigmoid_loss,
-    "hungarian": hungarian_loss,
-    "greedy": greedy_loss,
-}
-
 __all__ = [
-    "LOSSES",
-    "LOSS_FUNCTIONS",
     "InstanceCriterion",
+    "LossDefinition",
+    "QuerySetup",
+    "SceneInputs",
+    "SceneLossInputs",
+    "StagePrediction",
     "TokenTargets",
     "build_criterion",
-    "greedy_loss",
-    "hungarian_loss",
-    "influencer_loss",
-    "influencer_sigmoid_loss",
-    "influencer_unseeded_loss",
-    "loss_spec",
-    "mask_activation_for",
+    "get_loss",
+    "query_setup",
+    "register_loss",
+    "registered_losses",
+    "scene_loss",
 ]

@@ -1,90 +1,60 @@
-"""Batch / deep-supervision criterion over any shipped loss, the loss registry, and the mask
-activation each loss needs in the decoder.
+"""The batch / deep-supervision criterion over any registered loss (``pointformer.losses.registry``).
 
 The criterion sees predictions duck-typed (objects with ``class_logits``, ``mask_logits`` and
-``background_logits`` lists per scene), so it never imports the models package.
+``background_logits`` lists per scene, e.g. :class:`StagePrediction`), so it never imports the
+models package. It knows nothing about individual losses: their definitions say which activation,
+seeds, matching and normalisation they need.
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from pointformer.losses.hungarian import HUNGARIAN_TERM_WEIGHTS, matched_terms
-from pointformer.losses.influencer import (
-    INFLUENCER_TERM_WEIGHTS,
-    check_ownership_temperature,
-    influencer_terms,
-    weighted_total,
-)
-from pointformer.losses.influencer_sigmoid import INFLUENCER_SIGMOID_TERM_WEIGHTS, influencer_sigmoid_terms
 from pointformer.losses.matching import assign_many, matching_cost
+from pointformer.losses.registry import LossDefinition, SceneLossInputs, get_loss
 from pointformer.losses.targets import PreparedScene, TokenTargets, prepare_scene, validate_inputs
-from pointformer.losses.terms import upcast, zero_like_graph
+from pointformer.losses.terms import autocast_off, upcast, weighted_total, zero_like_graph
+from pointformer.timing import Stopwatch
+
+MATCHING_COST_KEYS = ("class_weight", "bce_weight", "dice_weight")
 
 
 @dataclass(frozen=True)
-class LossSpec:
-    """What the criterion needs to know about one loss.
+class StagePrediction:
+    """One decoder stage over a batch of B scenes (the shape the criterion reads).
 
     Attributes:
-        activation: mask activation of the decoder ("ownership" or "sigmoid").
-        seeded: the loss uses query seeds (candidate influencers); False = seeds are ignored.
-        set_loss: matching-based (BCE/dice normalised by the batch's GT mask count).
-        term_weights: default weights of the terms.
-        hyper_parameters: default hyper-parameters (the accepted keyword names).
+        class_logits: B tensors [N_b, C+1].
+        mask_logits: B tensors [N_b, P_b].
+        background_logits: B tensors [P_b] (ownership activation), or None.
     """
 
-    activation: str
-    seeded: bool
-    set_loss: bool
-    term_weights: Mapping[str, float]
-    hyper_parameters: Mapping[str, Any] = field(default_factory=dict)
+    class_logits: Sequence[Tensor]
+    mask_logits: Sequence[Tensor]
+    background_logits: Optional[Sequence[Tensor]] = None
 
 
-LOSSES: dict[str, LossSpec] = {
-    "influencer": LossSpec("ownership", True, False, INFLUENCER_TERM_WEIGHTS,
-                           {"temperature": 0.5, "no_object_weight": 0.1}),
-    "influencer_unseeded": LossSpec("ownership", False, False, INFLUENCER_TERM_WEIGHTS,
-                                    {"temperature": 0.5, "no_object_weight": 0.1}),
-    "influencer_sigmoid": LossSpec("sigmoid", True, False, INFLUENCER_SIGMOID_TERM_WEIGHTS,
-                                   {"tau": 0.5, "bce_weight": 5.0, "dice_weight": 2.0, "no_object_weight": 0.1}),
-    "hungarian": LossSpec("sigmoid", False, True, HUNGARIAN_TERM_WEIGHTS,
-                          {"cost_class": 2.0, "cost_bce": 5.0, "cost_dice": 2.0, "no_object_weight": 0.1}),
-    "greedy": LossSpec("sigmoid", False, True, HUNGARIAN_TERM_WEIGHTS,
-                       {"cost_class": 2.0, "cost_bce": 5.0, "cost_dice": 2.0, "no_object_weight": 0.1}),
-}
+@dataclass(frozen=True)
+class SceneInputs:
+    """Predictions and ground truth of one scene, for :func:`scene_loss`.
 
+    Attributes:
+        mask_logits: [N, P]; class_logits: [N, C+1]; background_logits: [P] or None.
+        targets: the scene's token targets.
+        query_seed_token: long [N] seed token per query (-1: none), or None (learned queries).
+    """
 
-def loss_spec(name: str) -> LossSpec:
-    """The registry entry of `name`; ValueError listing the shipped losses otherwise."""
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; shipped losses: {sorted(LOSSES)}")
-    return LOSSES[name]
-
-
-def mask_activation_for(loss_name: str) -> str:
-    """"ownership" (softmax over background slot + queries) or "sigmoid": what the decoder's heads
-    and masked attention must use for this loss."""
-    return loss_spec(loss_name).activation
-
-
-def _scene_terms(name: str, spec: LossSpec, hyper: Mapping[str, Any], mask_logits: Tensor,
-                 background_logits: Optional[Tensor], class_logits: Tensor, scene: PreparedScene,
-                 num_masks: Optional[float], assignment: Optional[tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
-    if spec.activation == "ownership":
-        if background_logits is None:
-            raise ValueError(f"loss {name!r} needs background_logits (decoder mask_activation='ownership'), got None")
-        return influencer_terms(mask_logits, background_logits, class_logits, scene, **hyper)
-    if name == "influencer_sigmoid":
-        return influencer_sigmoid_terms(mask_logits, class_logits, scene, **hyper)
-    terms, _, _ = matched_terms(mask_logits, class_logits, scene, assigner=name, num_masks=num_masks,
-                                assignment=assignment, **hyper)
-    return terms
+    mask_logits: Tensor
+    class_logits: Tensor
+    targets: TokenTargets
+    background_logits: Optional[Tensor] = None
+    query_seed_token: Optional[Tensor] = None
 
 
 def _world_mean(value: float, device: torch.device) -> float:
@@ -97,77 +67,83 @@ def _world_mean(value: float, device: torch.device) -> float:
 
 
 class InstanceCriterion(nn.Module):
-    """Any shipped loss over a batch of scenes and every decoder layer (deep supervision).
+    """A registered loss over a batch of scenes and every decoder stage (deep supervision).
 
-    Per layer, the per-scene terms are averaged over scenes (for the matching losses BCE and dice are
-    summed and divided by the batch's GT mask count averaged over DDP ranks, as Mask3D does); the
-    layer total is Σ term_weight·term; the loss is Σ layer_weight·layer total, plus
-    objectness_weight·BCE(token objectness, foreground) when objectness logits are given.
+    Per stage, the per-scene terms are averaged over scenes (terms the definition lists as
+    ``batch_normalised_terms`` are already divided by the batch's GT mask count, averaged over DDP
+    ranks as Mask3D does, and are summed); the stage total is Σ term_weight·term; the loss is
+    Σ layer_weight·stage total, plus objectness_weight·BCE(token objectness, foreground) when
+    objectness logits are given.
 
     Args:
-        loss: registry name ("influencer", "influencer_sigmoid", "hungarian", "greedy",
-            "influencer_unseeded").
+        loss: a registered loss name or definition.
         term_weights: overrides of the loss's default term weights (unknown names are rejected).
         layer_weights: one weight per decoder stage (None: 1 for every stage).
         objectness_weight: weight of the token objectness BCE (used only when logits are given).
-        **hyper_parameters: the loss's hyper-parameters (e.g. temperature, no_object_weight).
+        assignment_timer: optional stopwatch charged with the matching of matching losses.
+        **hyper_parameters: overrides of the loss's default hyper-parameters.
     """
 
     def __init__(
         self,
         *,
-        loss: str = "influencer",
+        loss: str | LossDefinition,
         term_weights: Optional[Mapping[str, float]] = None,
         layer_weights: Optional[Sequence[float]] = None,
         objectness_weight: float = 1.0,
+        assignment_timer: Optional[Stopwatch] = None,
         **hyper_parameters: Any,
     ) -> None:
         super().__init__()
-        spec = loss_spec(loss)
-        unknown = sorted(set(hyper_parameters) - set(spec.hyper_parameters))
+        definition = get_loss(loss) if isinstance(loss, str) else loss
+        unknown = sorted(set(hyper_parameters) - set(definition.defaults))
         if unknown:
-            raise ValueError(f"loss {loss!r} has no hyper-parameters {unknown}; accepted: {sorted(spec.hyper_parameters)}")
-        weights = dict(spec.term_weights)
+            raise ValueError(f"loss {definition.name!r} has no hyper-parameters {unknown}; "
+                             f"accepted: {sorted(definition.defaults)}")
+        weights = dict(definition.term_weights)
         for key, value in (term_weights or {}).items():
             if key not in weights:
-                raise ValueError(f"term_weights: loss {loss!r} has no term {key!r}; terms: {sorted(weights)}")
+                raise ValueError(f"term_weights: loss {definition.name!r} has no term {key!r}; terms: {sorted(weights)}")
             weights[key] = float(value)
-        self.loss_name = loss
-        self.spec = spec
+        self.definition = definition
         self.term_weights = weights
         self.layer_weights = None if layer_weights is None else [float(w) for w in layer_weights]
         self.objectness_weight = float(objectness_weight)
-        self.hyper_parameters = {**spec.hyper_parameters, **hyper_parameters}
-        if spec.activation == "ownership":
-            check_ownership_temperature(self.hyper_parameters["temperature"])
+        self.hyper_parameters = {**definition.defaults, **hyper_parameters}
+        if definition.check is not None:
+            definition.check(self.hyper_parameters)
+        self.assignment_timer = assignment_timer
         self._warned_unseeded = False
 
     @property
     def mask_activation(self) -> str:
-        return self.spec.activation
+        return self.definition.activation
 
     def extra_repr(self) -> str:
-        return f"loss={self.loss_name!r}, term_weights={self.term_weights}, hyper_parameters={self.hyper_parameters}"
+        return (f"loss={self.definition.name!r}, term_weights={self.term_weights}, "
+                f"hyper_parameters={self.hyper_parameters}")
 
-    def _prepare(self, layer0: Any, query_seed_token: Optional[Sequence[Optional[Tensor]]],
-                 targets: Sequence[TokenTargets]) -> list[PreparedScene]:
+    def prepare(self, stage0: Any, query_seed_token: Optional[Sequence[Optional[Tensor]]],
+                targets: Sequence[TokenTargets]) -> list[PreparedScene]:
+        """Validate the first stage against the targets and prepare every scene (seeds kept only
+        when the loss uses them); warns once when a seeded loss gets no seeds."""
         scenes = []
+        ownership = self.definition.activation == "ownership"
         for b, tgt in enumerate(targets):
             seeds = None
-            if self.spec.seeded and query_seed_token is not None:
+            if self.definition.uses_seeds and query_seed_token is not None:
                 seeds = query_seed_token[b]
-            bg = None if layer0.background_logits is None else layer0.background_logits[b]
+            bg = None if stage0.background_logits is None else stage0.background_logits[b]
             try:
-                validate_inputs(layer0.mask_logits[b], bg, layer0.class_logits[b], tgt.token_instance,
-                                tgt.token_weight, tgt.instance_class, seeds,
-                                need_background=self.spec.activation == "ownership")
+                validate_inputs(stage0.mask_logits[b], bg, stage0.class_logits[b], tgt.token_instance,
+                                tgt.token_weight, tgt.instance_class, seeds, need_background=ownership)
             except ValueError as err:
                 raise ValueError(f"scene {b} of the batch: {err}") from None
             scenes.append(prepare_scene(tgt.token_instance, tgt.token_weight, tgt.instance_class, seeds,
-                                        layer0.mask_logits[b].shape[0]))
-        if self.spec.seeded and not self._warned_unseeded and all(s.query_home is None for s in scenes):
-            warnings.warn(f"loss {self.loss_name!r} got no query seeds (learned queries?): using the unseeded form, "
-                          "which is known to collapse; use seeded queries", stacklevel=3)
+                                        stage0.mask_logits[b].shape[0]))
+        if self.definition.uses_seeds and not self._warned_unseeded and all(s.query_home is None for s in scenes):
+            warnings.warn(f"loss {self.definition.name!r} got no query seeds (learned queries?): using the unseeded "
+                          "form, which is known to collapse; use seeded queries", stacklevel=3)
             self._warned_unseeded = True
         return scenes
 
@@ -182,7 +158,7 @@ class InstanceCriterion(nn.Module):
         Args:
             layers: per decoder stage, an object with ``class_logits`` (B tensors [N_b, C+1]),
                 ``mask_logits`` (B tensors [N_b, P_b]) and ``background_logits`` (B tensors [P_b]
-                or None).
+                or None), e.g. :class:`StagePrediction`.
             query_seed_token: B tensors long [N_b] (seed token per query, -1 none) or None.
             targets: B `TokenTargets`.
             token_objectness: B tensors [P_b] of logits (or one tensor [Σ P_b]), or None.
@@ -205,30 +181,12 @@ class InstanceCriterion(nn.Module):
         if len(layer_weights) != len(layers):
             raise ValueError(f"layer_weights has {len(layer_weights)} entries but the decoder gave {len(layers)} stages")
 
-        scenes = self._prepare(layers[0], query_seed_token, targets)
-        num_masks = None
-        if self.spec.set_loss:
-            device = layers[0].mask_logits[0].device if batch else torch.device("cpu")
-            num_masks = max(_world_mean(float(sum(s.num_valid_instances for s in scenes)), device), 1.0)
-
+        scenes = self.prepare(layers[0], query_seed_token, targets)
+        num_masks = self.num_masks(scenes, layers[0].mask_logits[0].device)
         total: Optional[Tensor] = None
         logs: dict[str, Tensor] = {}
         for i, (layer, lw) in enumerate(zip(layers, layer_weights)):
-            per_term: dict[str, list[Tensor]] = {}
-            assignments: list[Optional[tuple[Tensor, Tensor]]] = [None] * batch
-            if self.spec.set_loss:
-                assignments = list(self._assign_layer(layer, scenes))
-            for b, scene in enumerate(scenes):
-                bg = None if layer.background_logits is None else layer.background_logits[b]
-                terms = _scene_terms(self.loss_name, self.spec, self.hyper_parameters, layer.mask_logits[b], bg,
-                                     layer.class_logits[b], scene, num_masks, assignments[b])
-                for key, value in terms.items():
-                    per_term.setdefault(key, []).append(value)
-            layer_terms = {}
-            for key, values in per_term.items():
-                stacked = torch.stack(values)
-                # Matching losses: BCE/dice already divided by the batch's mask count -> sum.
-                layer_terms[key] = stacked.sum() if self.spec.set_loss and key in ("bce", "dice") else stacked.mean()
+            layer_terms = self.stage_terms(layer, scenes, num_masks)
             layer_total = weighted_total(layer_terms, self.term_weights)
             total = layer_total * lw if total is None else total + layer_total * lw
             for key, value in layer_terms.items():
@@ -243,13 +201,49 @@ class InstanceCriterion(nn.Module):
         assert total is not None
         return {"loss": total, **logs}
 
-    def _assign_layer(self, layer: Any, scenes: Sequence[PreparedScene]) -> list[tuple[Tensor, Tensor]]:
-        """Match every scene of one decoder stage with a single device→host copy."""
-        cost_keys = ("cost_class", "cost_bce", "cost_dice")
-        costs = [matching_cost(layer.mask_logits[b], layer.class_logits[b], scene,
-                               **{k: self.hyper_parameters[k] for k in cost_keys})
-                 for b, scene in enumerate(scenes)]
-        return assign_many(costs, [s.instance_valid_index for s in scenes], self.loss_name)
+    def num_masks(self, scenes: Sequence[PreparedScene], device: torch.device) -> Optional[float]:
+        """Matching losses: the batch's valid GT mask count averaged over DDP ranks (at least 1)."""
+        if self.definition.matcher is None:
+            return None
+        return max(_world_mean(float(sum(s.num_valid_instances for s in scenes)), device), 1.0)
+
+    def stage_terms(self, stage: Any, scenes: Sequence[PreparedScene], num_masks: Optional[float]) -> dict[str, Tensor]:
+        """The unweighted terms of one decoder stage over the batch (with gradient): the per-scene
+        terms averaged over scenes, or summed for ``batch_normalised_terms``."""
+        definition = self.definition
+        assignments: Sequence[Optional[tuple[Tensor, Tensor]]] = [None] * len(scenes)
+        if definition.matcher is not None:
+            assignments = self.assign(stage, scenes)
+        per_term: dict[str, list[Tensor]] = {}
+        for b, scene in enumerate(scenes):
+            inputs = SceneLossInputs(
+                mask_logits=stage.mask_logits[b], class_logits=stage.class_logits[b],
+                background_logits=None if stage.background_logits is None else stage.background_logits[b],
+                scene=scene, assignment=assignments[b], num_masks=num_masks)
+            # The terms upcast to float32 themselves; their sums over up to 10^5 weighted tokens
+            # must not run in half precision.
+            with autocast_off(inputs.mask_logits):
+                terms = definition.terms(inputs, **self.hyper_parameters)
+            for key, value in terms.items():
+                per_term.setdefault(key, []).append(value)
+        return {key: torch.stack(values).sum() if key in definition.batch_normalised_terms else torch.stack(values).mean()
+                for key, values in per_term.items()}
+
+    def assign(self, stage: Any, scenes: Sequence[PreparedScene]) -> list[tuple[Tensor, Tensor]]:
+        """The matching of every scene of one decoder stage (matching losses), solved with a single
+        device→host copy; timed by ``assignment_timer`` when one is set.
+
+        Returns:
+            per scene (query index [M_b], instance index [M_b]).
+        """
+        if self.definition.matcher is None:
+            raise ValueError(f"loss {self.definition.name!r} does not match queries to instances")
+        weights = {k: self.hyper_parameters[k] for k in MATCHING_COST_KEYS}
+        timer = self.assignment_timer
+        with timer if timer is not None else contextlib.nullcontext():
+            costs = [matching_cost(stage.mask_logits[b], stage.class_logits[b], scene, **weights)
+                     for b, scene in enumerate(scenes)]
+            return assign_many(costs, [s.instance_valid_index for s in scenes], self.definition.matcher)
 
     @staticmethod
     def objectness_loss(token_objectness: Sequence[Tensor] | Tensor, targets: Sequence[TokenTargets]) -> Tensor:
@@ -279,19 +273,34 @@ class InstanceCriterion(nn.Module):
         return torch.stack(losses).mean()
 
 
-def build_criterion(cfg: Mapping[str, Any]) -> InstanceCriterion:
-    """Criterion from a `loss` config group entry (see pointformer/configs/loss/*.yaml):
-    keys ``name``, ``params`` (hyper-parameters), ``term_weights``, ``layer_weights``,
-    ``objectness_weight``; other keys (e.g. ``postprocess``) are for other consumers."""
-    if "name" not in cfg:
-        raise ValueError(f"loss config needs a 'name' (one of {sorted(LOSSES)}), got keys {sorted(cfg)}")
-    params = dict(cfg.get("params") or {})
-    layer_weights = cfg.get("layer_weights")
+def build_criterion(settings: Any, *, assignment_timer: Optional[Stopwatch] = None) -> InstanceCriterion:
+    """The criterion of the ``loss`` settings (``pointformer.config.LossSettings``, or a mapping with
+    the same keys: ``name``, ``params``, ``term_weights``, ``layer_weights``, ``objectness_weight``)."""
+    get = settings.get if isinstance(settings, Mapping) else lambda key, default=None: getattr(settings, key, default)
+    if get("name") is None:
+        raise ValueError("loss settings need a 'name' (a registered loss)")
+    layer_weights = get("layer_weights")
     return InstanceCriterion(
-        loss=str(cfg["name"]),
-        term_weights=dict(cfg.get("term_weights") or {}),
+        loss=str(get("name")),
+        term_weights=dict(get("term_weights") or {}),
         layer_weights=None if layer_weights is None else list(layer_weights),
-        objectness_weight=float(cfg.get("objectness_weight", 1.0)),
-        **params,
+        objectness_weight=float(get("objectness_weight", 1.0)),
+        assignment_timer=assignment_timer,
+        **dict(get("params") or {}),
     )
 
+
+def scene_loss(loss: str | LossDefinition, inputs: SceneInputs, *, term_weights: Optional[Mapping[str, float]] = None,
+               **hyper_parameters: Any) -> dict[str, Tensor]:
+    """A registered loss on one scene and one decoder stage.
+
+    Returns:
+        {"loss": the weighted total} plus every unweighted term, all scalar tensors with gradient.
+    """
+    criterion = InstanceCriterion(loss=loss, term_weights=term_weights, **hyper_parameters)
+    stage = StagePrediction(class_logits=[inputs.class_logits], mask_logits=[inputs.mask_logits],
+                            background_logits=None if inputs.background_logits is None else [inputs.background_logits])
+    seeds = None if inputs.query_seed_token is None else [inputs.query_seed_token]
+    scenes = criterion.prepare(stage, seeds, [inputs.targets])
+    terms = criterion.stage_terms(stage, scenes, criterion.num_masks(scenes, inputs.mask_logits.device))
+    return {"loss": weighted_total(terms, criterion.term_weights), **terms}

@@ -8,49 +8,34 @@ of the whole batch, averaged over DDP ranks, as Mask3D does).
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional
+import dataclasses
 
 import torch
 from torch import Tensor
 
-from pointformer.losses.influencer import weighted_total
-from pointformer.losses.matching import ASSIGNERS, matching_cost
-from pointformer.losses.targets import PreparedScene, prepare_scene, validate_inputs
-from pointformer.losses.terms import pairwise_sigmoid_costs, upcast, without_autocast, zero_like_graph
+from pointformer.losses.registry import LossDefinition, SceneLossInputs, register_loss
+from pointformer.losses.terms import pairwise_sigmoid_costs, upcast, zero_like_graph
 
 HUNGARIAN_TERM_WEIGHTS: dict[str, float] = {"cls": 2.0, "bce": 5.0, "dice": 2.0}
 
 
-@without_autocast
-def matched_terms(
-    mask_logits: Tensor,
-    class_logits: Tensor,
-    scene: PreparedScene,
-    *,
-    assigner: str = "hungarian",
-    cost_class: float = 2.0,
-    cost_bce: float = 5.0,
-    cost_dice: float = 2.0,
-    no_object_weight: float = 0.1,
-    num_masks: Optional[float] = None,
-    assignment: Optional[tuple[Tensor, Tensor]] = None,
-) -> tuple[dict[str, Tensor], Tensor, Tensor]:
-    """Match, then the unweighted terms of one scene.
+def matched_terms(inputs: SceneLossInputs, *, class_weight: float, bce_weight: float, dice_weight: float,
+                  no_object_weight: float) -> dict[str, Tensor]:
+    """Unweighted terms {cls, bce, dice} of one scene given the criterion's assignment.
 
-    `assignment` (query index, instance index), when given, replaces the matching (the criterion
-    solves all scenes of a layer with one device→host copy, see `matching.assign_many`).
-
-    Returns:
-        (terms {"cls", "bce", "dice"}, matched query index [M], matched instance index [M]).
+    Args:
+        inputs: the scene's predictions, prepared targets, ``assignment`` (query index [M],
+            instance index [M]) and ``num_masks`` (BCE/dice normaliser; None: this scene's
+            valid instance count, at least 1).
+        class_weight, bce_weight, dice_weight: weights of the matching cost (the criterion solves
+            the assignment with them; unused here).
+        no_object_weight: class weight of the no-object column.
     """
-    if assigner not in ASSIGNERS:
-        raise ValueError(f"assigner must be one of {sorted(ASSIGNERS)}, got {assigner!r}")
-    if assignment is None:
-        cost = matching_cost(mask_logits, class_logits, scene, cost_class=cost_class, cost_bce=cost_bce,
-                             cost_dice=cost_dice)
-        rows, cols = ASSIGNERS[assigner](cost, scene.instance_valid)
-    else:
-        rows, cols = assignment
+    if inputs.assignment is None:
+        raise ValueError("matched_terms needs the assignment (the criterion solves it for matching losses)")
+    mask_logits, class_logits, scene = inputs.mask_logits, inputs.class_logits, inputs.scene
+    rows, cols = inputs.assignment
+    num_masks = inputs.num_masks
     anchor = zero_like_graph(mask_logits)
     denom = float(num_masks) if num_masks is not None else float(scene.num_valid_instances)
     denom = max(denom, 1.0)
@@ -68,75 +53,14 @@ def matched_terms(
     weight = torch.ones(num_classes + 1, device=logits.device, dtype=logits.dtype)
     weight[-1] = no_object_weight
     cls = torch.nn.functional.cross_entropy(logits, target, weight=weight)
-    return {"cls": cls, "bce": bce_sum, "dice": dice_sum}, rows, cols
+    return {"cls": cls, "bce": bce_sum, "dice": dice_sum}
 
 
-def _set_loss(assigner: str, mask_logits: Tensor, background_logits: Optional[Tensor], class_logits: Tensor,
-              token_instance: Tensor, token_weight: Optional[Tensor], instance_class: Tensor,
-              query_seed_token: Optional[Tensor], term_weights: Optional[Mapping[str, float]],
-              **kwargs: object) -> dict[str, Tensor]:
-    validate_inputs(mask_logits, background_logits, class_logits, token_instance, token_weight,
-                    instance_class, query_seed_token, need_background=False)
-    # Seeds are ignored by the matcher (reference: seeding hurts Hungarian; the matcher cannot use it).
-    scene = prepare_scene(token_instance, token_weight, instance_class, None, mask_logits.shape[0])
-    terms, _, _ = matched_terms(mask_logits, class_logits, scene, assigner=assigner, **kwargs)  # type: ignore[arg-type]
-    terms["loss"] = weighted_total(terms, HUNGARIAN_TERM_WEIGHTS if term_weights is None else term_weights)
-    return terms
+HUNGARIAN = register_loss(LossDefinition(
+    name="hungarian", terms=matched_terms, activation="sigmoid", query_init="learned", uses_seeds=False,
+    term_weights=HUNGARIAN_TERM_WEIGHTS,
+    defaults={"class_weight": 2.0, "bce_weight": 5.0, "dice_weight": 2.0, "no_object_weight": 0.1},
+    matcher="hungarian", batch_normalised_terms=("bce", "dice")))
 
-
-
-def hungarian_loss(
-    mask_logits: Tensor,
-    background_logits: Optional[Tensor],
-    class_logits: Tensor,
-    token_instance: Tensor,
-    token_weight: Optional[Tensor],
-    instance_class: Tensor,
-    query_seed_token: Optional[Tensor] = None,
-    *,
-    cost_class: float = 2.0,
-    cost_bce: float = 5.0,
-    cost_dice: float = 2.0,
-    no_object_weight: float = 0.1,
-    num_masks: Optional[float] = None,
-    term_weights: Optional[Mapping[str, float]] = None,
-    **unused: object,
-) -> dict[str, Tensor]:
-    """Mask3D's Hungarian criterion for one scene.
-
-    Args:
-        mask_logits: [N, P] sigmoid mask logits; background_logits: ignored (may be None);
-        class_logits: [N, C+1]; token_instance, token_weight, instance_class: see `targets.py`;
-        query_seed_token: ignored (the matcher does not use seeds).
-        cost_class, cost_bce, cost_dice: matching cost weights (2, 5, 2).
-        num_masks: BCE/dice normaliser (default: this scene's instance count, at least 1).
-        term_weights: loss weights (default cls 2, bce 5, dice 2 — the same as the cost).
-    Returns:
-        {"loss", "cls", "bce", "dice"} scalar tensors.
-    """
-    return _set_loss("hungarian", mask_logits, background_logits, class_logits, token_instance, token_weight,
-                     instance_class, query_seed_token, term_weights, cost_class=cost_class, cost_bce=cost_bce,
-                     cost_dice=cost_dice, no_object_weight=no_object_weight, num_masks=num_masks)
-
-
-def greedy_loss(
-    mask_logits: Tensor,
-    background_logits: Optional[Tensor],
-    class_logits: Tensor,
-    token_instance: Tensor,
-    token_weight: Optional[Tensor],
-    instance_class: Tensor,
-    query_seed_token: Optional[Tensor] = None,
-    *,
-    cost_class: float = 2.0,
-    cost_bce: float = 5.0,
-    cost_dice: float = 2.0,
-    no_object_weight: float = 0.1,
-    num_masks: Optional[float] = None,
-    term_weights: Optional[Mapping[str, float]] = None,
-    **unused: object,
-) -> dict[str, Tensor]:
-    """Ablation: `hungarian_loss` with a greedy assignment (cheapest pairs first, no solver)."""
-    return _set_loss("greedy", mask_logits, background_logits, class_logits, token_instance, token_weight,
-                     instance_class, query_seed_token, term_weights, cost_class=cost_class, cost_bce=cost_bce,
-                     cost_dice=cost_dice, no_object_weight=no_object_weight, num_masks=num_masks)
+# Ablation: each instance takes its cheapest free query, cheapest instances first (no solver).
+GREEDY = register_loss(dataclasses.replace(HUNGARIAN, name="greedy", matcher="greedy"))

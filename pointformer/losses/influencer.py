@@ -13,46 +13,33 @@ T ≥ 1 is rejected.
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional
+import dataclasses
+from typing import Any, Mapping, Optional
 
 import torch
 from torch import Tensor
 
-from pointformer.losses.targets import PreparedScene, prepare_scene, validate_inputs
+from pointformer.losses.registry import LossDefinition, SceneLossInputs, register_loss
+from pointformer.losses.targets import PreparedScene
 from pointformer.losses.terms import (
     masked_softmax_over_queries,
     soft_class_loss,
     soft_class_targets,
     upcast,
-    without_autocast,
     zero_like_graph,
 )
 
 INFLUENCER_TERM_WEIGHTS: dict[str, float] = {"att": 1.0, "bg": 1.0, "fg": 1.0, "excl": 1.0, "cls": 2.0}
 
 
-def check_ownership_temperature(temperature: float) -> None:
+def check_ownership_temperature(hyper_parameters: Mapping[str, Any]) -> None:
     """Raise ValueError unless 0 < T < 1 (at T >= 1 the all-share configuration is a minimum)."""
+    temperature = hyper_parameters["temperature"]
     if not (0.0 < float(temperature) < 1.0):
         raise ValueError(
             f"temperature must lie in (0, 1) for the ownership form of the Influencer Loss, got {temperature}: "
             "at T >= 1 every query sharing every token scores as well as (T = 1) or better than (T > 1) the "
             "correct one-query-per-instance partition")
-
-
-def weighted_total(terms: Mapping[str, Tensor], weights: Mapping[str, float]) -> Tensor:
-    """Σ weight·term over the weights' keys; raises ValueError for a weight naming no term."""
-    unknown = sorted(set(weights) - set(terms))
-    if unknown:
-        raise ValueError(f"term weights name unknown loss terms {unknown}; known terms: {sorted(terms)}")
-    total = None
-    for name, w in weights.items():
-        if w == 0:
-            continue
-        total = terms[name] * w if total is None else total + terms[name] * w
-    if total is None:
-        total = next(iter(terms.values())) * 0.0
-    return total
 
 
 class _QueryLogSumExpAndInstanceSums(torch.autograd.Function):
@@ -105,18 +92,18 @@ def ownership_log_terms(mask_logits: Tensor, background_logits: Tensor, scene: P
     return ell, z0 - lse_all, lse_queries - lse_all
 
 
-@without_autocast
-def influencer_terms(
-    mask_logits: Tensor,
-    background_logits: Tensor,
-    class_logits: Tensor,
-    scene: PreparedScene,
-    *,
-    temperature: float = 0.5,
-    no_object_weight: float = 0.1,
-) -> dict[str, Tensor]:
-    """Unweighted terms of the ownership loss for one scene (see the module docstring)."""
-    check_ownership_temperature(temperature)
+def influencer_terms(inputs: SceneLossInputs, *, temperature: float, no_object_weight: float) -> dict[str, Tensor]:
+    """Unweighted terms {att, bg, fg, excl, cls} of the ownership loss for one scene (module docstring).
+
+    Args:
+        inputs: the scene's predictions (``background_logits`` required) and prepared targets.
+        temperature: T of the soft-min over candidate influencers, 0 < T < 1.
+        no_object_weight: class weight of the no-object column.
+    """
+    mask_logits, background_logits, class_logits, scene = (inputs.mask_logits, inputs.background_logits,
+                                                           inputs.class_logits, inputs.scene)
+    if background_logits is None:
+        raise ValueError("the ownership form needs background_logits [P] (decoder mask_activation='ownership')")
     t = float(temperature)
     ell, log_bg, log_not_bg = ownership_log_terms(mask_logits, background_logits, scene)
     anchor = zero_like_graph(mask_logits) + zero_like_graph(background_logits)
@@ -144,61 +131,13 @@ def influencer_terms(
     return {"att": att + anchor, "bg": bg, "fg": fg, "excl": excl, "cls": cls}
 
 
-def influencer_loss(
-    mask_logits: Tensor,
-    background_logits: Tensor,
-    class_logits: Tensor,
-    token_instance: Tensor,
-    token_weight: Optional[Tensor],
-    instance_class: Tensor,
-    query_seed_token: Optional[Tensor] = None,
-    *,
-    temperature: float = 0.5,
-    no_object_weight: float = 0.1,
-    term_weights: Optional[Mapping[str, float]] = None,
-    **unused: object,
-) -> dict[str, Tensor]:
-    """Seeded ownership Influencer Loss of one scene.
+INFLUENCER = register_loss(LossDefinition(
+    name="influencer", terms=influencer_terms, activation="ownership", query_init="seeded", uses_seeds=True,
+    term_weights=INFLUENCER_TERM_WEIGHTS, defaults={"temperature": 0.5, "no_object_weight": 0.1},
+    check=check_ownership_temperature))
 
-    Args:
-        mask_logits: [N, P] query-token mask logits.
-        background_logits: [P] logits of the background slot (a learned embedding · token features).
-        class_logits: [N, C+1] (last column = no-object).
-        token_instance: long [P] (0 background, -1 ignore, 1..K).
-        token_weight: float [P] or None (all ones).
-        instance_class: long [K], 0-based classes.
-        query_seed_token: long [N] seed token of each query, or None for the unseeded form (every
-            query a candidate for every instance, with the exclusivity term).
-        temperature: T of the soft-min, 0 < T < 1.
-        no_object_weight: class weight of the no-object column.
-        term_weights: weights of the terms in "loss" (default att/bg/fg/excl 1, cls 2).
-        unused: hyper-parameters of other losses, accepted and ignored so that every loss takes
-            the same keyword arguments.
-    Returns:
-        {"loss", "att", "bg", "fg", "excl", "cls"}: scalar tensors; "loss" is the weighted total.
-    """
-    validate_inputs(mask_logits, background_logits, class_logits, token_instance, token_weight,
-                    instance_class, query_seed_token, need_background=True)
-    check_ownership_temperature(temperature)
-    scene = prepare_scene(token_instance, token_weight, instance_class, query_seed_token, mask_logits.shape[0])
-    terms = influencer_terms(mask_logits, background_logits, class_logits, scene,
-                             temperature=temperature, no_object_weight=no_object_weight)
-    terms["loss"] = weighted_total(terms, INFLUENCER_TERM_WEIGHTS if term_weights is None else term_weights)
-    return terms
-
-
-def influencer_unseeded_loss(
-    mask_logits: Tensor,
-    background_logits: Tensor,
-    class_logits: Tensor,
-    token_instance: Tensor,
-    token_weight: Optional[Tensor],
-    instance_class: Tensor,
-    query_seed_token: Optional[Tensor] = None,
-    **kwargs: object,
-) -> dict[str, Tensor]:
-    """Ablation: the ownership loss with every query a candidate for every instance (seeds are
-    ignored). It collapses with learned queries (reference: AP50 ≈ 0 without L_fg, 0.43 with it);
-    shipped to reproduce that measurement, not to train with."""
-    return influencer_loss(mask_logits, background_logits, class_logits, token_instance, token_weight,
-                           instance_class, None, **kwargs)  # type: ignore[arg-type]
+# Ablation: every query a candidate for every instance (seeds dropped), on learned queries as in the
+# reference ablation. It collapses (reference: AP50 ~0 without L_fg, 0.43 with it); shipped to
+# reproduce that measurement, not to train with.
+INFLUENCER_UNSEEDED = register_loss(dataclasses.replace(
+    INFLUENCER, name="influencer_unseeded", query_init="learned", uses_seeds=False))

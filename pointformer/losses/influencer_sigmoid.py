@@ -3,7 +3,7 @@ each instance supervised through a soft-min over its candidate influencers inste
 
 For q ∈ Q_k (queries seeded on k's tokens; every query if none):
     c_qk   = 5·BCE(m_q, 1_{S_k}) + 2·dice(m_q, 1_{S_k})
-    u_qk   = softmax_{q∈Q_k}(−c_qk / τ)                       (stop-gradient, τ = 0.5)
+    u_qk   = softmax_{q∈Q_k}(−c_qk / T)                       (stop-gradient, temperature T = 0.5)
     L_att  = (1/K) Σ_k Σ_{q∈Q_k} u_qk·c_qk
     L_rep  = mean over (k, q∈Q_k) of (1 − u_qk)·mean_{p∈S_k} σ(m_qp)   (losers leave the instance)
     L_supp = mean over unclaimed queries q of a_q·mean_{p∈∪S_k} σ(m_qp), a_q = 1 − Σ_k u_qk:
@@ -13,46 +13,46 @@ For q ∈ Q_k (queries seeded on k's tokens; every query if none):
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor
 
-from pointformer.losses.influencer import weighted_total
-from pointformer.losses.targets import PreparedScene, prepare_scene, validate_inputs
+from pointformer.losses.registry import LossDefinition, SceneLossInputs, register_loss
 from pointformer.losses.terms import (
     masked_softmax_over_queries,
     pairwise_sigmoid_stats,
     soft_class_loss,
     soft_class_targets,
-    without_autocast,
     zero_like_graph,
 )
 
 INFLUENCER_SIGMOID_TERM_WEIGHTS: dict[str, float] = {"att": 1.0, "rep": 1.0, "supp": 1.0, "cls": 2.0}
 
 
-@without_autocast
-def influencer_sigmoid_terms(
-    mask_logits: Tensor,
-    class_logits: Tensor,
-    scene: PreparedScene,
-    *,
-    tau: float = 0.5,
-    bce_weight: float = 5.0,
-    dice_weight: float = 2.0,
-    no_object_weight: float = 0.1,
-) -> dict[str, Tensor]:
-    """Unweighted terms of the sigmoid form for one scene (see the module docstring)."""
-    if not tau > 0:
-        raise ValueError(f"tau must be positive, got {tau}")
+def check_positive_temperature(hyper_parameters: Mapping[str, Any]) -> None:
+    if not float(hyper_parameters["temperature"]) > 0:
+        raise ValueError(f"temperature must be positive, got {hyper_parameters['temperature']}")
+
+
+def influencer_sigmoid_terms(inputs: SceneLossInputs, *, temperature: float, bce_weight: float, dice_weight: float,
+                             no_object_weight: float) -> dict[str, Tensor]:
+    """Unweighted terms {att, rep, supp, cls} of the sigmoid form for one scene (module docstring).
+
+    Args:
+        inputs: the scene's predictions (``background_logits`` unused) and prepared targets.
+        temperature: T of the stop-gradient soft-min weights over candidates.
+        bce_weight, dice_weight: the 5 and 2 of the per-candidate cost.
+        no_object_weight: class weight of the no-object column.
+    """
+    mask_logits, class_logits, scene = inputs.mask_logits, inputs.class_logits, inputs.scene
     anchor = zero_like_graph(mask_logits)
     valid = scene.instance_valid
     num_valid = scene.num_valid_instances
     bce, dice, prob_in = pairwise_sigmoid_stats(mask_logits, scene)
     cost = bce_weight * bce + dice_weight * dice  # [N, K]
     cand = scene.candidates
-    assign = masked_softmax_over_queries(-cost.detach() / tau, cand)  # zero outside candidates
+    assign = masked_softmax_over_queries(-cost.detach() / temperature, cand)  # zero outside candidates
     if num_valid:
         att = (assign * cost * valid).sum() / num_valid + anchor  # masks, not boolean indexing: no sync
         inside = prob_in / scene.instance_weight.clamp_min(1e-30)  # [N, K] weighted mean σ on S_k
@@ -76,39 +76,8 @@ def influencer_sigmoid_terms(
     return {"att": att, "rep": rep, "supp": supp, "cls": cls}
 
 
-def influencer_sigmoid_loss(
-    mask_logits: Tensor,
-    background_logits: Optional[Tensor],
-    class_logits: Tensor,
-    token_instance: Tensor,
-    token_weight: Optional[Tensor],
-    instance_class: Tensor,
-    query_seed_token: Optional[Tensor] = None,
-    *,
-    tau: float = 0.5,
-    bce_weight: float = 5.0,
-    dice_weight: float = 2.0,
-    no_object_weight: float = 0.1,
-    term_weights: Optional[Mapping[str, float]] = None,
-    **unused: object,
-) -> dict[str, Tensor]:
-    """Seeded sigmoid Influencer Loss of one scene.
-
-    Args:
-        mask_logits: [N, P] sigmoid mask logits.
-        background_logits: [P] or None; ignored (sigmoid masks have no background slot).
-        class_logits: [N, C+1] (last column = no-object).
-        token_instance, token_weight, instance_class, query_seed_token: see `targets.py`.
-        tau: temperature of the (stop-gradient) soft-min weights over candidates.
-        bce_weight, dice_weight: the 5 and 2 of the per-candidate cost.
-        term_weights: weights of the terms in "loss" (default att/rep/supp 1, cls 2).
-    Returns:
-        {"loss", "att", "rep", "supp", "cls"} scalar tensors.
-    """
-    validate_inputs(mask_logits, background_logits, class_logits, token_instance, token_weight,
-                    instance_class, query_seed_token, need_background=False)
-    scene = prepare_scene(token_instance, token_weight, instance_class, query_seed_token, mask_logits.shape[0])
-    terms = influencer_sigmoid_terms(mask_logits, class_logits, scene, tau=tau, bce_weight=bce_weight,
-                                     dice_weight=dice_weight, no_object_weight=no_object_weight)
-    terms["loss"] = weighted_total(terms, INFLUENCER_SIGMOID_TERM_WEIGHTS if term_weights is None else term_weights)
-    return terms
+INFLUENCER_SIGMOID = register_loss(LossDefinition(
+    name="influencer_sigmoid", terms=influencer_sigmoid_terms, activation="sigmoid", query_init="seeded",
+    uses_seeds=True, term_weights=INFLUENCER_SIGMOID_TERM_WEIGHTS,
+    defaults={"temperature": 0.5, "bce_weight": 5.0, "dice_weight": 2.0, "no_object_weight": 0.1},
+    check=check_positive_temperature))

@@ -33,14 +33,15 @@ def matching_cost(
     class_logits: Tensor,
     scene: PreparedScene,
     *,
-    cost_class: float = 2.0,
-    cost_bce: float = 5.0,
-    cost_dice: float = 2.0,
+    class_weight: float,
+    bce_weight: float,
+    dice_weight: float,
 ) -> Tensor:
     """Guarded Mask3D cost of every query against every instance.
 
     Args:
         mask_logits: [N, P]; class_logits: [N, C+1].
+        class_weight, bce_weight, dice_weight: weights of −p(class), BCE and dice (Mask3D: 2, 5, 2).
     Returns:
         float32 [N, K] (columns of instances without tokens are GUARD_COST).
     """
@@ -48,7 +49,7 @@ def matching_cost(
         bce, dice = pairwise_sigmoid_costs(mask_logits, scene)
         prob = torch.softmax(upcast(class_logits).float(), dim=1)
         class_cost = -prob[:, scene.instance_class]  # [N, K]
-        cost = cost_class * class_cost + cost_bce * bce.float() + cost_dice * dice.float()
+        cost = class_weight * class_cost + bce_weight * bce.float() + dice_weight * dice.float()
         cost = guard_cost_matrix(cost)
         return torch.where(scene.instance_valid.unsqueeze(0), cost, torch.full_like(cost, GUARD_COST))
 
@@ -74,20 +75,19 @@ def _solve_greedy(sub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 SOLVERS = {"hungarian": _solve_hungarian, "greedy": _solve_greedy}
 
 
-def assign_many(costs: Sequence[Tensor], valid_columns: Sequence[Tensor], assigner: str = "hungarian"
-                ) -> list[tuple[Tensor, Tensor]]:
+def assign_many(costs: Sequence[Tensor], valid_columns: Sequence[Tensor], solver: str) -> list[tuple[Tensor, Tensor]]:
     """Assignments of several scenes with ONE device→host copy (one sync per decoder layer
     instead of one per scene).
 
     Args:
         costs: per scene [N_b, K_b] guarded costs (one device).
         valid_columns: per scene long [K_valid_b], the instances that may be matched.
-        assigner: "hungarian" (scipy) or "greedy".
+        solver: "hungarian" (scipy's optimal assignment) or "greedy" (cheapest pairs first).
     Returns:
         per scene (query index [M_b], instance index [M_b]) on the costs' device.
     """
-    if assigner not in SOLVERS:
-        raise ValueError(f"assigner must be one of {sorted(SOLVERS)}, got {assigner!r}")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {sorted(SOLVERS)}, got {solver!r}")
     if not costs:
         return []
     device = costs[0].device
@@ -101,32 +101,9 @@ def assign_many(costs: Sequence[Tensor], valid_columns: Sequence[Tensor], assign
             empty = torch.zeros(0, dtype=torch.long, device=device)
             out.append((empty, empty))
             continue
-        rows, cols = SOLVERS[assigner](flat[offset: offset + n * k].reshape(n, k))
+        rows, cols = SOLVERS[solver](flat[offset: offset + n * k].reshape(n, k))
         offset += n * k
         rows_t = torch.as_tensor(rows, dtype=torch.long).to(device, non_blocking=True)
         cols_t = cols_valid[torch.as_tensor(cols, dtype=torch.long).to(device, non_blocking=True)]
         out.append((rows_t, cols_t))
     return out
-
-
-def hungarian_assign(cost: Tensor, instance_valid: Tensor) -> tuple[Tensor, Tensor]:
-    """Optimal one-to-one assignment (scipy) between queries and valid instances.
-
-    Args:
-        cost: [N, K] guarded cost; instance_valid: bool [K].
-    Returns:
-        (query index [M], instance index [M]) long tensors on cost's device, M = min(N, K_valid).
-    """
-    return assign_many([cost], [instance_valid.nonzero().squeeze(1)], "hungarian")[0]
-
-
-def greedy_assign(cost: Tensor, instance_valid: Tensor) -> tuple[Tensor, Tensor]:
-    """Greedy assignment: repeatedly the globally cheapest (free query, free instance) pair, i.e.
-    each instance takes its cheapest free query, cheapest instances first. No solver.
-
-    Args / Returns: as `hungarian_assign`.
-    """
-    return assign_many([cost], [instance_valid.nonzero().squeeze(1)], "greedy")[0]
-
-
-ASSIGNERS = {"hungarian": hungarian_assign, "greedy": greedy_assign}

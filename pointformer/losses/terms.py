@@ -5,8 +5,7 @@ Everything is computed in float32 (inputs are upcast) so that bf16/fp16 autocast
 """
 from __future__ import annotations
 
-import functools
-from typing import Callable, TypeVar
+from typing import Mapping
 
 import torch
 from torch import Tensor
@@ -27,18 +26,19 @@ def autocast_off(t: Tensor) -> torch.autocast:
     return torch.autocast(device_type=t.device.type, enabled=False)
 
 
-_F = TypeVar("_F", bound=Callable[..., object])
-
-
-def without_autocast(fn: _F) -> _F:
-    """Run ``fn(mask_logits, ...)`` with autocast disabled on ``mask_logits``' device (see `autocast_off`)."""
-
-    @functools.wraps(fn)
-    def wrapped(mask_logits: Tensor, *args: object, **kwargs: object) -> object:
-        with autocast_off(mask_logits):
-            return fn(mask_logits, *args, **kwargs)
-
-    return wrapped  # type: ignore[return-value]
+def weighted_total(terms: Mapping[str, Tensor], weights: Mapping[str, float]) -> Tensor:
+    """Σ weight·term over the weights' keys; raises ValueError for a weight naming no term."""
+    unknown = sorted(set(weights) - set(terms))
+    if unknown:
+        raise ValueError(f"term weights name unknown loss terms {unknown}; known terms: {sorted(terms)}")
+    total = None
+    for name, w in weights.items():
+        if w == 0:
+            continue
+        total = terms[name] * w if total is None else total + terms[name] * w
+    if total is None:
+        total = next(iter(terms.values())) * 0.0
+    return total
 
 
 def zero_like_graph(t: Tensor) -> Tensor:

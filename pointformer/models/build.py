@@ -1,4 +1,5 @@
-"""Build the 3D model from a Hydra / OmegaConf model config (``pointformer/configs/model/*.yaml``).
+"""Build the 3D model from a model config (``configs/model/*.yaml``, ``pointformer.config.ModelSettings``
+or a mapping).
 
 A model config has four parts::
 
@@ -8,12 +9,15 @@ A model config has four parts::
     backbone: {variant: 34C, backend: torch, ...}      # keyword arguments of Res16UNet
     decoder: {hidden_dim: 128, num_queries: 100, ...}  # keyword arguments of QueryDecoder
 
-The packaged configs take ``in_channels``, ``num_classes`` and the decoder's ``mask_activation`` from
-the ``data`` and ``loss`` groups of the composed experiment when those exist
-(``${oc.select:data.num_classes,18}``), so a model config never disagrees with the dataset or loss.
+The packaged configs take ``in_channels`` and ``num_classes`` from the ``data`` group of the composed
+experiment when it exists (``${oc.select:data.num_classes,18}``). The decoder's mask activation and
+query initialisation belong to the loss: the caller passes them (``pointformer.build.build_model``
+resolves them from the loss registry); ``decoder.query_init`` in a model config may only repeat or
+override the query initialisation (null: the caller's).
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,15 +25,16 @@ from typing import Any, Union
 
 from omegaconf import DictConfig, OmegaConf
 
+from pointformer.config.compose import CONFIG_DIR as _CONFIG_ROOT
 from pointformer.models.decoder import QueryDecoder
 from pointformer.models.segmentor import InstanceSegmentor3D
 
 __all__ = ["CONFIG_DIR", "available_model_configs", "load_model_config", "build_decoder", "build_model"]
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "model"
+CONFIG_DIR = _CONFIG_ROOT / "model"
 _TOP_LEVEL_KEYS = {"name", "in_channels", "num_classes", "voxel_size", "backbone", "decoder"}
 # Set by build_model from the backbone and the top level, never in the decoder section.
-_DECODER_DERIVED = {"token_dim", "num_classes"}
+_DECODER_DERIVED = {"token_dim", "num_classes", "mask_activation"}
 
 
 def available_model_configs() -> list[str]:
@@ -50,6 +55,8 @@ def load_model_config(name_or_path: Union[str, Path] = "base") -> DictConfig:
 
 
 def _to_dict(cfg: Any, what: str) -> dict:
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     if isinstance(cfg, DictConfig):
         # A node of a composed config resolves its interpolations against the whole tree.
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
@@ -58,22 +65,35 @@ def _to_dict(cfg: Any, what: str) -> dict:
     raise ValueError(f"{what} must be a DictConfig or a mapping, got {type(cfg).__name__}")
 
 
-def build_decoder(decoder_cfg: Any, *, token_dim: int, num_classes: int) -> QueryDecoder:
-    """A ``QueryDecoder`` from the ``decoder`` section of a model config (2D and 3D share it)."""
+def build_decoder(decoder_cfg: Any, *, token_dim: int, num_classes: int, mask_activation: str,
+                  query_init: str) -> QueryDecoder:
+    """A ``QueryDecoder`` from the ``decoder`` section of a model config (2D and 3D share it).
+
+    Args:
+        mask_activation, query_init: what the loss requires (``pointformer.losses.query_setup``);
+            the section's ``query_init`` may be null or the same value.
+    """
     kwargs = _to_dict(decoder_cfg, "decoder config")
     allowed = set(inspect.signature(QueryDecoder.__init__).parameters) - {"self"} - _DECODER_DERIVED
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
-        raise ValueError(f"decoder config: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-    return QueryDecoder(token_dim=token_dim, num_classes=num_classes, **kwargs)
+        raise ValueError(f"decoder config: unknown key(s) {unknown}; allowed: {sorted(allowed)} "
+                         "(the mask activation is the loss's)")
+    configured = kwargs.pop("query_init", None)
+    if configured is not None and configured != query_init:
+        raise ValueError(f"decoder config: query_init={configured!r} but the resolved query_init is {query_init!r}")
+    return QueryDecoder(token_dim=token_dim, num_classes=num_classes, mask_activation=mask_activation,
+                        query_init=query_init, **kwargs)
 
 
-def build_model(cfg: Any) -> InstanceSegmentor3D:
+def build_model(cfg: Any, *, mask_activation: str, query_init: str) -> InstanceSegmentor3D:
     """An ``InstanceSegmentor3D`` from a model config.
 
     Args:
-        cfg: the model node (DictConfig or dict, see the module docstring), or a composed experiment
-            config with a ``model`` node.
+        cfg: the model node (ModelSettings, DictConfig or dict, see the module docstring), or a
+            composed experiment config with a ``model`` node.
+        mask_activation: "ownership" or "sigmoid", the loss's (``pointformer.losses.query_setup``).
+        query_init: "seeded" or "learned" (the loss's unless the model config overrides it).
     """
     if isinstance(cfg, (DictConfig, Mapping)) and "model" in cfg and "decoder" not in cfg:
         cfg = cfg["model"]
@@ -95,5 +115,6 @@ def build_model(cfg: Any) -> InstanceSegmentor3D:
         backbone = Res16UNet(in_channels=in_channels, **backbone_kwargs)
     except TypeError as err:  # an unknown keyword: report it as a config error
         raise ValueError(f"backbone config {backbone_kwargs}: {err}") from err
-    decoder = build_decoder(conf["decoder"], token_dim=int(backbone.out_channels), num_classes=num_classes)
+    decoder = build_decoder(conf["decoder"], token_dim=int(backbone.out_channels), num_classes=num_classes,
+                            mask_activation=mask_activation, query_init=query_init)
     return InstanceSegmentor3D(backbone=backbone, decoder=decoder, voxel_size=float(conf.get("voxel_size", 0.02)))

@@ -1,6 +1,6 @@
-"""Compose run configs from the packaged Hydra config tree (``pointformer/configs``).
+"""Compose run configs from the Hydra config tree (``configs/`` at the repository root).
 
-The tree is installed with the package and composed with ``hydra.compose`` on its absolute path,
+The tree is installed with the package (as package data under ``pointformer/configs``) and composed with ``hydra.compose`` on its absolute path,
 so ``pointformer train ...`` works from any working directory, and no Hydra-managed output folder
 or working-directory change happens (the trainer owns its run directory; under DDP only rank 0
 creates it). Composition errors become :class:`ConfigError` with a message that names the group,
@@ -15,7 +15,20 @@ from typing import Any, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _config_dir() -> Path:
+    """The Hydra tree: package data of an installed wheel, else ``configs/`` of the source checkout
+    (an editable install imports the package from the checkout)."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "configs", package.parent / "configs"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise RuntimeError(f"pointformer's config tree is missing (looked in {package / 'configs'} and "
+                       f"{package.parent / 'configs'}); reinstall the package")
+
+
+CONFIG_DIR = _config_dir()
 GROUPS = ("data", "model", "loss", "trainer", "experiment")
 
 
@@ -33,7 +46,7 @@ def _explain(exc: Exception, overrides: Sequence[str]) -> str:
     match = re.search(r"Could not (?:find|load) '([^/']+)/([^']+)'", text)
     if match:
         group, option = match.groups()
-        options = group_options(group)
+        options = group_options(group)  # the packaged options (an extra search path may add more)
         close = difflib.get_close_matches(option, options, n=1)
         hint = f"; did you mean {group}={close[0]}?" if close else ""
         return f"unknown option {option!r} for config group {group!r}; available: {', '.join(options)}{hint}"
@@ -48,8 +61,14 @@ def _explain(exc: Exception, overrides: Sequence[str]) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else exc!r}"
 
 
-def compose_config(overrides: Sequence[str] = (), *, config_name: str = "config") -> DictConfig:
-    """The run config for Hydra-style ``overrides`` (e.g. ``["data=scannet", "trainer.lr=2e-4"]``)."""
+def compose_config(overrides: Sequence[str] = (), *, config_name: str = "config",
+                   search_path: Sequence[Path | str] = ()) -> DictConfig:
+    """The run config for Hydra-style ``overrides`` (e.g. ``["data=scannet", "trainer.lr=2e-4"]``).
+
+    Args:
+        search_path: extra config folders searched before the packaged tree, with the same group
+            layout (e.g. ``DIR/loss/my_loss.yaml`` adds the option ``loss=my_loss``).
+    """
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -57,6 +76,12 @@ def compose_config(overrides: Sequence[str] = (), *, config_name: str = "config"
     for override in overrides:
         if "=" not in override:
             raise ConfigError(f"override {override!r} must look like key=value (e.g. trainer.lr=2e-4 or data=scannet)")
+    extra = [Path(p).expanduser().resolve() for p in search_path]
+    for folder in extra:
+        if not folder.is_dir():
+            raise ConfigError(f"config folder {str(folder)!r} does not exist")
+    if extra:
+        overrides.append("hydra.searchpath=[" + ",".join(f"file://{folder}" for folder in extra) + "]")
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
     try:
@@ -71,6 +96,11 @@ def compose_config(overrides: Sequence[str] = (), *, config_name: str = "config"
 
 def to_yaml(cfg: DictConfig, *, resolve: bool = True) -> str:
     return OmegaConf.to_yaml(cfg, resolve=resolve)
+
+
+def plain_config(cfg: DictConfig) -> DictConfig:
+    """A resolved copy without interpolations (what checkpoints and run folders store)."""
+    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
 
 
 def load_config_yaml(text: str) -> DictConfig:
@@ -99,10 +129,6 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     merged = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
     assert isinstance(merged, DictConfig)
     return merged
-
-
-def select(cfg: DictConfig, key: str, default: Any = None) -> Any:
-    return OmegaConf.select(cfg, key, default=default)
 
 
 def container(cfg: Any) -> Any:

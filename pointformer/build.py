@@ -1,0 +1,110 @@
+"""Build the run's parts from typed settings: datasets, model, criterion.
+
+The composition root (``pointformer.engine.run``, the predictor) reads the config once into
+:class:`pointformer.config.RunSettings` and hands the sections here; nothing below receives the
+config. Errors in the settings become :class:`ConfigError` with a message that says how to fix them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+from torch import nn
+
+from pointformer.config import ConfigError, DataSettings, LossSettings, RunSettings
+from pointformer.data.dataset import DatasetConfigError, PreprocessedDataset, compute_color_stats
+from pointformer.data.transforms import build_transforms
+from pointformer.losses import InstanceCriterion, build_criterion, query_setup
+from pointformer.losses.registry import QuerySetup
+from pointformer.timing import Stopwatch
+
+log = logging.getLogger(__name__)
+
+
+def data_root(data: DataSettings) -> Path:
+    """``data.root``; ConfigError when unset or missing on disk."""
+    if data.root is None:
+        raise ConfigError(
+            f"data.root is not set for data={data.name}: preprocess the dataset first "
+            f"(`pointformer preprocess scannet RAW_ROOT OUT_DIR`) and pass data.root=OUT_DIR")
+    if not data.root.is_dir():
+        raise ConfigError(f"data.root={str(data.root)!r} does not exist (run `pointformer preprocess scannet RAW_ROOT "
+                          f"{data.root}` or fix the path)")
+    return data.root
+
+
+def make_dataset(data: DataSettings, split: str, *, train: bool, seed: int, limit: Optional[int] = None,
+                 transform: Any = None) -> PreprocessedDataset:
+    """A split of the configured dataset with the train or eval transform pipeline
+    (``transform=False``: raw scenes, no transform). ``seed`` seeds the augmentations."""
+    if data.in_channels != 3 * len(data.features):
+        raise ConfigError(f"data.in_channels={data.in_channels} but data.features={list(data.features)} give "
+                          f"{3 * len(data.features)} channels; set data.in_channels={3 * len(data.features)}")
+    if transform is None:
+        if data.color_mean is None or data.color_std is None:
+            raise ConfigError("data.color_mean / data.color_std are unset; use resolve_color_stats(data) first")
+        transform = build_transforms(train=train, color_mean=list(data.color_mean), color_std=list(data.color_std),
+                                     augment=dict(data.augment) if train and data.augment is not None else None)
+    try:
+        return PreprocessedDataset(data_root(data), split, transform=None if transform is False else transform, seed=seed,
+                                   features=list(data.features), expected_dataset=data.dataset, limit=limit,
+                                   cache=data.cache)
+    except DatasetConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def resolve_color_stats(data: DataSettings) -> DataSettings:
+    """``data`` with ``color_mean/std`` computed from the training split when they are None."""
+    if data.color_mean is not None and data.color_std is not None:
+        return data
+    train = make_dataset(data, data.train_split, train=False, seed=0, transform=False)
+    mean, std = compute_color_stats(train)
+    log.info("colour normalisation from %d training scenes: mean %s std %s", len(train),
+             [round(v, 4) for v in mean], [round(v, 4) for v in std])
+    return dataclasses.replace(data, color_mean=tuple(mean), color_std=tuple(std))
+
+
+def check_classes(settings: RunSettings, dataset: PreprocessedDataset) -> list[int]:
+    """The dataset class ids of the model's classes; ConfigError when the counts disagree."""
+    class_ids = dataset.thing_class_ids
+    if settings.model.num_classes != len(class_ids):
+        raise ConfigError(f"model.num_classes={settings.model.num_classes} but the {dataset.manifest.dataset} manifest "
+                          f"has {len(class_ids)} instance classes; set data.num_classes={len(class_ids)}")
+    return class_ids
+
+
+def dataset_class_ids(settings: RunSettings) -> list[int]:
+    """The class ids of the training split's manifest, checked against the model."""
+    return check_classes(settings, make_dataset(settings.data, settings.data.train_split, train=False, seed=0,
+                                                transform=False))
+
+
+def decoder_query_setup(settings: RunSettings) -> QuerySetup:
+    """The decoder's mask activation and query initialisation: the loss's, unless
+    ``model.decoder.query_init`` overrides the initialisation (the one resolver for both)."""
+    try:
+        return query_setup(settings.loss.name, settings.model.decoder.get("query_init"))
+    except ValueError as exc:
+        raise ConfigError(f"loss={settings.loss.name}: {exc}") from None
+
+
+def build_model(settings: RunSettings) -> nn.Module:
+    """The model of ``settings.model`` with the decoder setup its loss requires."""
+    from pointformer.models.build import build_model as build_from_model_settings
+
+    setup = decoder_query_setup(settings)
+    try:
+        return build_from_model_settings(settings.model, mask_activation=setup.mask_activation,
+                                         query_init=setup.query_init)
+    except ValueError as exc:
+        raise ConfigError(f"model={settings.model.name}: {exc}") from None
+
+
+def build_loss(loss: LossSettings, *, assignment_timer: Optional[Stopwatch] = None) -> InstanceCriterion:
+    """The criterion of ``loss``; ConfigError for unknown losses, terms or hyper-parameters."""
+    try:
+        return build_criterion(loss, assignment_timer=assignment_timer)
+    except ValueError as exc:
+        raise ConfigError(f"loss={loss.name}: {exc}") from None
