@@ -185,9 +185,3 @@ class Res16UNet(nn.Module):
             multiscale.append(out)
         features = out if self.final is None else self.final(out)
         return BackboneOutput(features=features, multiscale=multiscale)
-
-
-def build_backbone(*, in_channels: int, variant: str = "34C", backend: str = "torch",
-                   out_channels: Optional[int] = None) -> Res16UNet:
-    """Convenience constructor (config entry point)."""
-    return Res16UNet(in_channels=in_channels, variant=variant, backend=backend, out_channels=out_channels)

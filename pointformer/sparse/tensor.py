@@ -30,9 +30,6 @@ class KernelMapCache:
         except KeyError:
             raise ValueError(f"no voxel set of stride {stride} in this cache (have {sorted(self._levels)})") from None
 
-    def has_level(self, stride: int) -> bool:
-        return stride in self._levels
-
     def register(self, stride: int, coords: torch.Tensor, name: str = "coords") -> CoordinateLevel:
         """Register the voxel set of ``stride``; an existing one must be identical."""
         if stride in self._levels:
@@ -63,16 +60,6 @@ class KernelMapCache:
                 self._levels[stride * 2] = coarse
             self._down[stride] = kmap
         return kmap
-
-    def clear_maps(self) -> None:
-        """Drop every kernel map (the coordinate sets stay)."""
-        self._submanifold.clear()
-        self._down.clear()
-        self.backend_state.clear()
-
-    @property
-    def strides(self) -> list[int]:
-        return sorted(self._levels)
 
 
 def _is_power_of_two(v: int) -> bool:

@@ -131,8 +131,3 @@ def transform(mesh: Mesh, yaw: float, translation) -> Mesh:
     c, s = math.cos(yaw), math.sin(yaw)
     rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
     return Mesh(mesh.vertices @ rot.T + np.asarray(translation, dtype=np.float64), mesh.faces)
-
-
-def box_area(half, bottom: bool = True) -> float:
-    sx, sy, sz = (2 * float(h) for h in half)
-    return 2 * (sx * sy + sy * sz + sx * sz) - (0.0 if bottom else sx * sy)

@@ -10,8 +10,11 @@ import torch
 
 from pointformer.data.toy import write_toy_split
 from pointformer.engine.cli import evaluate_main, train_main
-from pointformer.engine.build import build_model, build_task
-from pointformer.engine.config import ConfigError, compose_config, group_options
+from pointformer.build import build_model
+from pointformer.config import RunSettings
+from pointformer.config.compose import ConfigError, compose_config, group_options
+from pointformer.engine.task import InstanceSegmentationTask
+from pointformer.losses import get_loss
 from pointformer.engine.metrics_log import read_metrics
 from pointformer.engine.run import run_training
 
@@ -34,8 +37,8 @@ def _quiet(data_root, run_dir, *extra):
 @pytest.mark.parametrize("loss", LOSSES)
 def test_few_steps_decrease_the_loss(loss, data_root, tmp_path):
     torch.set_num_threads(1)
-    # the Hungarian baselines use learned queries (seeding hurts them); learned queries cannot grow at test time
-    extra = ["model.decoder.query_init=learned", "model.decoder.eval_num_queries=60"] if loss in ("hungarian", "greedy") else []
+    # the Hungarian baselines use learned queries (the registry's choice), which cannot grow at test time
+    extra = ["model.decoder.eval_num_queries=60"] if loss in ("hungarian", "greedy") else []
     cfg = compose_config(_quiet(data_root, tmp_path / "run", f"loss={loss}", "data.limit_train=1", "trainer.epochs=10",
                                 "trainer.batch_size=1", "trainer.lr=3e-3", "trainer.pct_start=0.05",
                                 "trainer.val_every_epochs=0", "trainer.log_every=1", "data.augment.flip=null",
@@ -82,11 +85,12 @@ def test_train_cli_saves_resolved_config_and_evaluate_model_reads_the_checkpoint
 
 @pytest.mark.parametrize("experiment", group_options("experiment"))
 def test_every_experiment_composes_and_builds(experiment):
-    cfg = compose_config([f"experiment={experiment}"])
-    model = build_model(cfg)
-    task = build_task(cfg, list(range(1, 19)))
-    assert task.criterion.mask_activation == model.mask_activation == cfg.loss.postprocess.activation
-    assert cfg.data.root is None  # the data path is always the user's to give
+    settings = RunSettings.from_config(compose_config([f"experiment={experiment}"]))
+    model = build_model(settings)
+    task = InstanceSegmentationTask.from_settings(settings, class_ids=list(range(1, 19)))
+    activation = get_loss(settings.loss.name).activation  # one home: the loss registry
+    assert task.criterion.mask_activation == model.mask_activation == task.postprocessor.activation == activation
+    assert settings.data.root is None  # the data path is always the user's to give
 
 
 def test_config_errors_are_clear(data_root, tmp_path, capsys):
