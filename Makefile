@@ -39,6 +39,7 @@ install: $(STAMP)
 # pytest exits 5 when a marker selects no test (e.g. no MinkowskiEngine): that is not a failure here.
 PYTEST = $(PY) -m pytest -q
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PYTEST) tests || [ $$? = 5 ]
 
 test-all: $(STAMP)

@@ -31,7 +31,7 @@ setup(
     extras_require={
         "vis": ["open3d-cpu>=0.18; platform_system=='Linux' and platform_machine=='x86_64'"],
         "vis-gpu": ["open3d>=0.18"],
-        "dev": ["pytest>=7.4"],
+        "dev": ["pytest>=7.4", "ruff>=0.6"],
     },
     entry_points={"console_scripts": ["pointformer=pointformer.cli:main"]},
 )
