@@ -38,12 +38,22 @@ def _load(path: Path, name: str):
 
 
 def load_official(folder: Path):
-    """Import ``benchmark.evaluate_semantic_instance`` from ``folder`` under current NumPy."""
-    if not hasattr(np, "in1d"):          # removed in NumPy 2.4; the port still calls it
-        np.in1d = lambda a, b: np.isin(np.ravel(a), b)
+    """Load ``benchmark/evaluate_semantic_instance.py`` from ``folder`` under current NumPy.
+
+    ``np.in1d`` was removed in NumPy 2.4 and the port still calls it: its calls are compiled against
+    a local equivalent instead of patching numpy for the whole process."""
     sys.modules.setdefault("imageio", types.ModuleType("imageio"))  # imported by util.py, unused here
     sys.path.insert(0, str(folder))
-    return importlib.import_module("benchmark.evaluate_semantic_instance")
+    path = folder / "benchmark" / "evaluate_semantic_instance.py"
+    source = path.read_text()
+    if not hasattr(np, "in1d"):
+        source = source.replace("np.in1d(", "_isin_flat(")
+    module = types.ModuleType("benchmark.evaluate_semantic_instance")
+    namespace = vars(module)
+    namespace.update(__file__=str(path), __package__="benchmark",
+                     _isin_flat=lambda a, b: np.isin(np.ravel(a), b))
+    exec(compile(source, str(path), "exec"), namespace)
+    return module
 
 
 def official_ap(official, gts, preds, tmp: str) -> np.ndarray:
