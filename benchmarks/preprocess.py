@@ -149,17 +149,17 @@ def main() -> None:
         ea, eb, w = graph
         sort_s, order = timed(lambda: std_sort_order(w), args.repeats)
         wc = np.maximum(w, 0)
-        radix_s, _ = timed(lambda: S._stable_argsort_nonnegative(wc), args.repeats)
+        radix_s, _ = timed(lambda: S.stable_argsort_nonnegative(wc), args.repeats)
         numpy_sort_s, _ = timed(lambda: np.argsort(wc, kind="stable"), args.repeats)
         a, b, ws = ea[order], eb[order], w[order]
-        uf_s, _ = timed(lambda: S._segment_sorted_edges_compiled(v.shape[0], a, b, ws, np.float32(0.01), 20),
+        uf_s, _ = timed(lambda: S.segment_sorted_edges_compiled(v.shape[0], a, b, ws, np.float32(0.01), 20),
                         args.repeats)
-        vv, ff = S._check_mesh(v, f)
-        numpy_graph_s, _ = timed(lambda: S._edge_weights_numpy(vv, ff), 1)
+        vv, ff = S.check_mesh(v, f)
+        numpy_graph_s, _ = timed(lambda: S.edge_weights_numpy(vv, ff), 1)
         t = time.perf_counter()
-        S._segment_sorted_edges(v.shape[0], a.tolist(), b.tolist(), ws.tolist(), 0.01, 20)
+        S.segment_sorted_edges(v.shape[0], a.tolist(), b.tolist(), ws.tolist(), 0.01, 20)
         python_uf = time.perf_counter() - t
-        fallback_s, _ = timed(lambda: S._segment_pure_python(v, f), 1)
+        fallback_s, _ = timed(lambda: S.segment_pure_python(v, f), 1)
         emit(bench="segmentator", vertices=int(v.shape[0]), faces=int(f.shape[0]), edges=int(3 * f.shape[0]),
              segments=int(len(np.unique(seg))), numba=S.HAVE_NUMBA, first_call_s=round(first, 3),
              median_s=round(seg_s, 4), graph_s=round(graph_s, 4), sort_std_order_s=round(sort_s, 4),

@@ -37,7 +37,7 @@ DEFAULT_K_THRESH = 0.01
 DEFAULT_SEG_MIN_VERTS = 20
 
 
-def _segment_sorted_edges(num_vertices: int, ea: np.ndarray, eb: np.ndarray, w: np.ndarray,
+def segment_sorted_edges(num_vertices: int, ea: np.ndarray, eb: np.ndarray, w: np.ndarray,
                           k_thresh: float, seg_min_verts: int) -> np.ndarray:
     """The two union–find passes over edges already sorted by weight; returns root ids [V].
 
@@ -97,7 +97,7 @@ def _segment_sorted_edges(num_vertices: int, ea: np.ndarray, eb: np.ndarray, w: 
     return out
 
 
-def _check_mesh(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def check_mesh(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     vertices = np.asarray(vertices)
     faces = np.asarray(faces)
     if vertices.ndim != 2 or vertices.shape[1] != 3:
@@ -123,7 +123,7 @@ def _face_unit_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return np.divide(n, length, out=np.zeros_like(n), where=length > 0)
 
 
-def _mean_face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+def mean_face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Per-vertex mean of adjacent unit face normals [V, 3] (not normalised; zero if no face)."""
     fn = _face_unit_normals(vertices, faces)
     nv = vertices.shape[0]
@@ -142,17 +142,17 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     vertices: float [V, 3]; faces: int [F, 3]. Vertices without a face, or whose face normals cancel,
     get a zero normal.
     """
-    vertices, faces = _check_mesh(vertices, faces)
+    vertices, faces = check_mesh(vertices, faces)
     if HAVE_NUMBA:
-        n = _mean_normals_compiled(np.ascontiguousarray(vertices), np.ascontiguousarray(faces))
+        n = mean_normals_compiled(np.ascontiguousarray(vertices), np.ascontiguousarray(faces))
     else:
-        n = _mean_face_normals(vertices, faces)
+        n = mean_face_normals(vertices, faces)
     length = np.linalg.norm(n, axis=1, keepdims=True)
     return np.divide(n, length, out=np.zeros_like(n), where=length > 1e-12).astype(np.float32)
 
 
-def _edge_weights_numpy(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    normals = _mean_face_normals(vertices, faces)
+def edge_weights_numpy(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    normals = mean_face_normals(vertices, faces)
     # Edge order per face as in the official tool: (1,2), (1,3), (3,2).
     ea = np.stack([faces[:, 0], faces[:, 0], faces[:, 2]], axis=1).reshape(-1)
     eb = np.stack([faces[:, 1], faces[:, 2], faces[:, 1]], axis=1).reshape(-1)
@@ -170,7 +170,7 @@ def _mean_normals_loop(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Per-vertex running mean of unit face normals [V, 3] float32, computed exactly as the official
     tool does (faces in file order, ``n = t * face_normal + (1 - t) * n`` with ``t = 1 / (count + 1)``,
     all in float32), so that edge weights, and therefore segments, match it bit for bit on meshes
-    without degenerate faces. Compiled by numba; :func:`_mean_face_normals` is the numpy equivalent
+    without degenerate faces. Compiled by numba; :func:`mean_face_normals` is the numpy equivalent
     (same values up to float rounding)."""
     nv, nf = vertices.shape[0], faces.shape[0]
     normals = np.zeros((nv, 3), dtype=np.float32)
@@ -201,10 +201,10 @@ def _mean_normals_loop(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 
 def _edge_weights_loop(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The same graph as :func:`_edge_weights_numpy` as loops (compiled by numba: one pass over
+    """The same graph as :func:`edge_weights_numpy` as loops (compiled by numba: one pass over
     memory instead of a dozen temporary [3F, 3] arrays)."""
     nf = faces.shape[0]
-    normals = _mean_normals_compiled(vertices, faces)
+    normals = mean_normals_compiled(vertices, faces)
     ea = np.empty(3 * nf, dtype=np.int64)
     eb = np.empty(3 * nf, dtype=np.int64)
     w = np.empty(3 * nf, dtype=np.float32)
@@ -230,20 +230,20 @@ def _edge_weights_loop(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndar
     return ea, eb, w
 
 
-_segment_sorted_edges_compiled = jit(_segment_sorted_edges)
-_mean_normals_compiled = jit(_mean_normals_loop)
-_edge_weights_compiled = jit(_edge_weights_loop)  # after _mean_normals_compiled: it calls it
+segment_sorted_edges_compiled = jit(segment_sorted_edges)
+mean_normals_compiled = jit(_mean_normals_loop)
+_edge_weights_compiled = jit(_edge_weights_loop)  # after mean_normals_compiled: it calls it
 
 
 def edge_weights(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The segmentator's graph: edge endpoints a, b int64 [3F] and weights float32 [3F] (unsorted)."""
-    vertices, faces = _check_mesh(vertices, faces)
+    vertices, faces = check_mesh(vertices, faces)
     if HAVE_NUMBA:
         return _edge_weights_compiled(np.ascontiguousarray(vertices), np.ascontiguousarray(faces))
-    return _edge_weights_numpy(vertices, faces)
+    return edge_weights_numpy(vertices, faces)
 
 
-def _stable_argsort_nonnegative(w: np.ndarray) -> np.ndarray:
+def stable_argsort_nonnegative(w: np.ndarray) -> np.ndarray:
     """Stable argsort of non-negative float32 weights as two 16-bit radix passes.
 
     The IEEE bit pattern of a non-negative float orders like the float; numpy's stable sort of
@@ -271,26 +271,26 @@ def segment_mesh(vertices: np.ndarray, faces: np.ndarray, k_thresh: float = DEFA
     if int(seg_min_verts) != seg_min_verts or seg_min_verts < 0:
         raise ValueError(f"seg_min_verts must be a non-negative integer, got {seg_min_verts}")
     if not HAVE_NUMBA:
-        return _segment_pure_python(vertices, faces, k_thresh, seg_min_verts)
+        return segment_pure_python(vertices, faces, k_thresh, seg_min_verts)
     ea, eb, w = edge_weights(vertices, faces)
     # The official tool's std::sort order: same ties, hence the same root vertices (segment ids).
     order = std_sort_order(w)
-    return _segment_sorted_edges_compiled(
+    return segment_sorted_edges_compiled(
         int(np.asarray(vertices).shape[0]), ea[order], eb[order], w[order],
         np.float32(k_thresh), int(seg_min_verts))
 
 
-def _segment_pure_python(vertices: np.ndarray, faces: np.ndarray, k_thresh: float = DEFAULT_K_THRESH,
+def segment_pure_python(vertices: np.ndarray, faces: np.ndarray, k_thresh: float = DEFAULT_K_THRESH,
                          seg_min_verts: int = DEFAULT_SEG_MIN_VERTS) -> np.ndarray:
     """The algorithm without numba: numpy graph, stable radix sort, union–find in CPython.
 
     Same partition up to float rounding and tie order; used where numba is missing and to measure
     what the compilation buys."""
-    vertices, faces = _check_mesh(vertices, faces)
-    ea, eb, w = _edge_weights_numpy(vertices, faces)
+    vertices, faces = check_mesh(vertices, faces)
+    ea, eb, w = edge_weights_numpy(vertices, faces)
     np.maximum(w, 0, out=w)
-    order = _stable_argsort_nonnegative(w)
-    return _segment_sorted_edges(int(np.asarray(vertices).shape[0]), ea[order].tolist(), eb[order].tolist(),
+    order = stable_argsort_nonnegative(w)
+    return segment_sorted_edges(int(np.asarray(vertices).shape[0]), ea[order].tolist(), eb[order].tolist(),
                                  w[order].tolist(), float(np.float32(k_thresh)), int(seg_min_verts))
 
 

@@ -71,7 +71,7 @@ def test_deterministic_and_vertex_order_independent_of_calls():
 def test_pure_python_union_find_agrees_with_compiled():
     v, f = _bumpy_sheet(40)
     compiled = S.segment_mesh(v, f)
-    python = S._segment_pure_python(v, f)
+    python = S.segment_pure_python(v, f)
     # The graphs are built by different code (float32 running mean in numba vs float64 mean in
     # numpy); the weights differ by rounding only, so the partitions agree almost everywhere.
     assert _adjusted_rand_index(compiled, python) > 0.99
@@ -80,7 +80,7 @@ def test_pure_python_union_find_agrees_with_compiled():
 def test_compiled_graph_matches_numpy_graph():
     v, f = _scene_like()
     ea, eb, w = S.edge_weights(v, f)
-    ea2, eb2, w2 = S._edge_weights_numpy(*S._check_mesh(v, f))
+    ea2, eb2, w2 = S.edge_weights_numpy(*S.check_mesh(v, f))
     np.testing.assert_array_equal(ea, ea2)
     np.testing.assert_array_equal(eb, eb2)
     assert np.mean(np.isclose(w, w2, atol=1e-5)) > 0.99
@@ -170,8 +170,8 @@ def _adjusted_rand_index(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_compiled_normals_match_numpy_normals():
     v, f = _scene_like()
-    compiled = S._mean_normals_compiled(v, f.astype(np.int64))
-    np.testing.assert_allclose(compiled, S._mean_face_normals(v, f.astype(np.int64)), atol=1e-5)
+    compiled = S.mean_normals_compiled(v, f.astype(np.int64))
+    np.testing.assert_allclose(compiled, S.mean_face_normals(v, f.astype(np.int64)), atol=1e-5)
     # A degenerate (zero-area) face contributes nothing instead of NaN.
     v2 = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [2, 0, 0]], dtype=np.float32)
     f2 = np.array([[0, 1, 2], [0, 1, 3]])
