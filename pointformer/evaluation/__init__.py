@@ -15,7 +15,7 @@ from pointformer.evaluation.overlaps import SceneOverlaps, compute_scene_overlap
 from pointformer.evaluation.prediction import ScenePrediction, SegmentMasks
 from pointformer.evaluation.protocol import IOU_THRESHOLDS, MIN_REGION_SIZE, ClassSet, class_set
 from pointformer.evaluation.result import EvaluationResult
-from pointformer.evaluation.scannet import ScanNetEvaluator, evaluate_scenes
+from pointformer.evaluation.evaluator import ScanNetEvaluator, evaluate_scenes
 
 __all__ = [
     "ClassSet", "EvaluationInputError", "EvaluationResult", "IOU_THRESHOLDS", "MIN_REGION_SIZE",

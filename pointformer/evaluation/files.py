@@ -26,7 +26,7 @@ from pointformer.evaluation.overlaps import check_gt_ids
 from pointformer.evaluation.prediction import ScenePrediction
 from pointformer.evaluation.protocol import class_set
 from pointformer.evaluation.result import EvaluationResult
-from pointformer.evaluation.scannet import ScanNetEvaluator
+from pointformer.evaluation.evaluator import ScanNetEvaluator
 from pointformer.io.scannet import atomic_write_text
 
 # The official script writes its result next to the predictions under this name; it is not a scene.

@@ -247,7 +247,7 @@ def test_closed_form_matching_equals_the_step_by_step_walk(seed):
     """Where no prediction is a candidate of two GT instances, the closed form must equal the walk."""
     from pointformer.evaluation import compute_scene_overlaps
     from pointformer.evaluation.protocol import class_set
-    from pointformer.evaluation.scannet import _walk
+    from pointformer.evaluation.evaluator import _walk
 
     rng = np.random.default_rng(50 + seed)
     checked = 0
