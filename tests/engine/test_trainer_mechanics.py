@@ -12,7 +12,9 @@ from pointformer.data import PreprocessedDataset, build_transforms
 from pointformer.data.toy import write_toy_split
 from pointformer.engine import checkpoint as ckpt
 from pointformer.engine.metrics_log import read_metrics
-from pointformer.engine.trainer import Trainer, TrainerConfig
+from pointformer.config import ConfigError, TrainerSettings, compose_config
+from pointformer.config.compose import container
+from pointformer.engine.trainer import Trainer
 
 
 class TokenClassifier(nn.Module):
@@ -58,17 +60,23 @@ def data_root(tmp_path_factory):
     return root
 
 
-def _trainer(data_root, run_dir, **overrides):
-    torch.set_num_threads(1)
-    values = dict(epochs=4, batch_size=2, lr=1e-2, seed=3, log_every=1, val_every_epochs=2,
+DEFAULTS = container(compose_config().trainer)  # configs/trainer/default.yaml: the one home of the defaults
+
+
+def trainer_settings(**overrides):
+    values = dict(epochs=4, batch_size=2, lr=1e-2, seed=3, log_every=1, val_every_epochs=2, num_workers=0,
                   checkpoint_every_steps=None, progress=False, tensorboard=False)
-    values.update(overrides)
-    cfg = TrainerConfig.from_mapping(values)
-    train = PreprocessedDataset(data_root, "train", transform=build_transforms(train=True), seed=cfg.seed)
+    return TrainerSettings.from_mapping({**DEFAULTS, **values, **overrides})
+
+
+def _trainer(data_root, run_dir, hooks=(), **overrides):
+    torch.set_num_threads(1)
+    settings = trainer_settings(**overrides)
+    train = PreprocessedDataset(data_root, "train", transform=build_transforms(train=True), seed=settings.seed)
     val = PreprocessedDataset(data_root, "val", transform=build_transforms(train=False))
     torch.manual_seed(123)  # model init; identical in every run of a test
-    return Trainer(model=TokenClassifier(), task=ForegroundTask(), train_set=train, val_set=val, cfg=cfg,
-                   run_dir=run_dir, config_yaml="name: test\n")
+    return Trainer(model=TokenClassifier(), task=ForegroundTask(), train_set=train, val_set=val, settings=settings,
+                   run_dir=run_dir, config_yaml="name: test\n", hooks=list(hooks))
 
 
 def test_training_decreases_loss_and_writes_metrics_and_checkpoints(data_root, tmp_path):
@@ -153,11 +161,11 @@ def test_checkpoint_holds_everything_and_loads_weights_only(data_root, tmp_path)
     assert isinstance(payload["rng"]["torch"], torch.Tensor) and isinstance(payload["rng"]["python"], torch.Tensor)
 
 
-def test_trainer_config_errors():
-    with pytest.raises(ValueError, match="unknown option.*'lr_max'"):
-        TrainerConfig.from_mapping({"lr_max": 1})
-    with pytest.raises(ValueError, match="trainer.amp"):
-        TrainerConfig.from_mapping({"amp": "fp8"})
+def test_trainer_settings_errors():
+    with pytest.raises(ConfigError, match="unknown key.*'lr_max'"):
+        TrainerSettings.from_mapping({**DEFAULTS, "lr_max": 1})
+    with pytest.raises(ConfigError, match="trainer.amp"):
+        trainer_settings(amp="fp8")
 
 
 def test_worker_processes_do_not_change_the_run(data_root, tmp_path):
