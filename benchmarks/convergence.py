@@ -1,9 +1,10 @@
 """The convergence study: Influencer Loss against Hungarian matching, on the same model and data.
 
-Trains the project's model (``pointformer.models``) with the project's trainer (``pointformer.engine``)
-on synthetic ScanNet-format scenes (``pointformer.synthetic`` -> ``pointformer.preprocess``) once per
-(loss variant, seed), identical schedules, and evaluates mAP / mAP50 / mAP25 with the project's
-ScanNet evaluator on held-out scenes every ``eval_every`` steps. Variants (``VARIANTS``):
+Trains the project's model with ``pointformer.engine.run.run_training``, the entry point of
+``pointformer train``, on synthetic ScanNet-format scenes (``pointformer.synthetic`` ->
+``pointformer.preprocess``) once per (loss variant, seed), identical schedules, and evaluates mAP /
+mAP50 / mAP25 with the project's ScanNet evaluator on held-out scenes every ``eval_every`` steps.
+Variants (``VARIANTS``):
 
     influencer           seeded queries, ownership form (the default loss)
     influencer_sigmoid   seeded queries, sigmoid form
@@ -15,12 +16,17 @@ ScanNet evaluator on held-out scenes every ``eval_every`` steps. Variants (``VAR
 Per run it records, besides the metric curves: wall-clock per step split into data / model
 forward / loss (of which: assignment = cost matrix + solver) / backward + optimiser step; at every
 evaluation the duplicate rate, the unmatched-GT rate and the stability of the query->instance
-assignment since the previous evaluation (definitions in ``docs/convergence.md``).
+assignment since the previous evaluation (definitions in ``docs/convergence.md``). The study uses the
+engine's public seams only: a trainer hook (``StudyHook``: timing, diagnostics, records, checkpointed
+state), a task wrapping the run's task (``StudyTask``: times the model call, keeps the predictions'
+query diagnostics from ``pointformer.evaluation.query_diagnostics``) and the criterion's own
+``assignment_timer``.
 
 Resumable: each run lives in ``OUT/runs/<variant>/seed<k>/`` (the trainer's run directory with its
-checkpoints every ``eval_every`` steps); its evaluations are kept in ``evaluations.json`` (rewritten
-atomically after every evaluation) and a finished run writes ``done.json``. Re-running the same command
-skips finished runs and continues interrupted ones from their last checkpoint (``trainer.resume=auto``).
+checkpoints every ``eval_every`` steps, which also hold the hook's state); its evaluations are kept in
+``evaluations.json`` (rewritten atomically after every evaluation) and a finished run writes
+``done.json``. Re-running the same command skips finished runs and continues interrupted ones from
+their last checkpoint (``trainer.resume=auto``).
 The data are generated and preprocessed once under ``OUT/data/``.
 
     .venv/bin/python benchmarks/convergence.py                  # the CPU study (under an hour on 2 cores)
@@ -33,21 +39,28 @@ stdout; the report (tables + plots) is written by ``benchmarks/convergence_repor
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 import torch
+
+from pointformer.engine.hooks import Hook, StepOutput
+from pointformer.evaluation.query_diagnostics import (SceneDiagnostics, assignment, assignment_stability,
+                                                      scene_diagnostics, summarize)
+from pointformer.io.atomic import atomic_write_json
+from pointformer.timing import Stopwatch
+
+if TYPE_CHECKING:
+    from pointformer.engine.trainer import Trainer
 
 log = logging.getLogger("pointformer.benchmarks.convergence")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "convergence"
@@ -135,21 +148,6 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def atomic_write_json(path: Path, payload: Any) -> None:
-    """Write JSON to ``path`` through a temporary file in the same folder + os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are shared files
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1, default=_json_default, allow_nan=True)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
@@ -186,7 +184,7 @@ def prepare_data(out: Path, size: StudySize) -> Path:
         raise RuntimeError(f"preprocessing the synthetic scenes failed: {summary.format()}")
     stats = _data_stats(pre)
     stats["seconds"] = round(time.perf_counter() - start, 2)
-    atomic_write_json(stamp, stats)
+    atomic_write_json(stamp, stats, default=_json_default)
     emit("data", root=pre, cached=False, **stats)
     return pre
 
@@ -211,335 +209,156 @@ def _data_stats(pre: Path) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------- timing
-class AssignmentTimer:
-    """Seconds spent in the matching baselines' assignment: the cost matrix and the solver.
-
-    While active it wraps, wherever they exist, the places the losses package assigns through: the
-    criterion's batched per-layer assignment (``InstanceCriterion._assign_layer``), the cost and
-    solver functions as looked up by ``pointformer.losses.criterion`` and ``.hungarian``, and the
-    solvers of ``pointformer.losses.matching.ASSIGNERS`` (the single-scene functional path). Nested
-    wrapped calls count once (only the outermost is timed). The losses' code is untouched. The
-    Influencer losses have no discrete assignment: 0 s. The end-to-end test fails if a refactor of
-    the losses moves the assignment out of these places (Hungarian would then report 0 s).
-    """
-
-    PATCHED = (("pointformer.losses.criterion", ("matching_cost", "assign_many")),
-               ("pointformer.losses.hungarian", ("matching_cost",)))
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.seconds = 0.0
-        self._depth = 0
-
-    def _timed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if self._depth:
-                return fn(*args, **kwargs)
-            self._depth += 1
-            _sync(self.device)
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                _sync(self.device)
-                self.seconds += time.perf_counter() - start
-                self._depth -= 1
-        return wrapper
-
-    @contextlib.contextmanager
-    def active(self, criterion: Any = None) -> Iterator["AssignmentTimer"]:
-        import importlib
-
-        from pointformer.losses import matching
-
-        restore: list[tuple[Any, str, Any]] = []
-        for module_name, names in self.PATCHED:
-            try:
-                module = importlib.import_module(module_name)
-            except ImportError:
-                continue
-            for name in names:
-                if hasattr(module, name):
-                    restore.append((module, name, getattr(module, name)))
-                    setattr(module, name, self._timed(getattr(module, name)))
-        saved_assigners = dict(matching.ASSIGNERS)
-        for name, fn in saved_assigners.items():
-            matching.ASSIGNERS[name] = self._timed(fn)
-        instance_patched = criterion is not None and hasattr(criterion, "_assign_layer")
-        if instance_patched:
-            criterion._assign_layer = self._timed(criterion._assign_layer)
-        try:
-            yield self
-        finally:
-            for module, name, original in reversed(restore):
-                setattr(module, name, original)
-            matching.ASSIGNERS.update(saved_assigners)
-            if instance_patched:
-                del criterion._assign_layer  # back to the class's method
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 TIMING_KEYS = ("data", "model", "loss", "assign", "backward", "step")
 
 
 @dataclass
 class StepClock:
-    """Per-step wall-clock accounting of one run.
+    """Per-step wall-clock accounting of one run, across resumes.
 
-    A step is: data (previous optimiser step -> this loss call: loading + collation), model forward,
-    loss (criterion forward, which contains the assignment), backward + clipping + optimiser step
-    (loss end -> the optimiser's step hook). Intervals with a validation or a checkpoint in them are
-    not steps: the data time of the first step after an evaluation (and of a run's first step) is not
-    measured; the mean of the steps measured so far stands in for it in ``train_seconds``.
+    A step is: ``data`` (waiting for the batch, moving it to the device), ``model`` (forward),
+    ``loss`` (the rest of the training loss: the criterion, which contains ``assign``) and
+    ``backward`` (backward, clipping, optimiser step). Validation and checkpoints are not steps.
     """
 
-    train_seconds: float = 0.0       # cumulative step time (all parts), across resumes
+    train_seconds: float = 0.0       # cumulative step time (all parts)
     sums: dict[str, float] = field(default_factory=lambda: {k: 0.0 for k in TIMING_KEYS})
     counts: dict[str, int] = field(default_factory=lambda: {k: 0 for k in TIMING_KEYS})
-    _step_start: Optional[float] = None
-    _loss_end: Optional[float] = None
-    _last_opt_end: Optional[float] = None
-    _pending: dict[str, float] = field(default_factory=dict)
 
-    def add(self, key: str, seconds: float) -> None:
-        self.sums[key] += seconds
-        self.counts[key] += 1
+    def add_step(self, *, data: float, model: float, loss: float, assign: float, backward: float) -> None:
+        step = data + model + loss + backward
+        for key, seconds in (("data", data), ("model", model), ("loss", loss), ("assign", assign),
+                             ("backward", backward), ("step", step)):
+            self.sums[key] += seconds
+            self.counts[key] += 1
+        self.train_seconds += step
 
     def mean(self, key: str) -> Optional[float]:
         return self.sums[key] / self.counts[key] if self.counts[key] else None
 
-    def interrupt(self) -> None:
-        """A validation/checkpoint happened: the next data interval is not a step's."""
-        self._last_opt_end = None
-
-    def start_step(self, now: float) -> None:
-        self._pending = {}
-        if self._last_opt_end is not None:
-            self._pending["data"] = now - self._last_opt_end
-        self._step_start = now
-
-    def forward_done(self, model_s: float, loss_s: float, assign_s: float, now: float) -> None:
-        self._pending.update(model=model_s, loss=loss_s, assign=assign_s)
-        self._loss_end = now
-
-    def optimizer_done(self, now: float) -> None:
-        if self._loss_end is None:  # a step hook outside a study step (not ours)
-            return
-        pending = dict(self._pending, backward=now - self._loss_end)
-        data = pending.get("data", self.mean("data") or 0.0)
-        step = data + pending["model"] + pending["loss"] + pending["backward"]
-        for key, value in pending.items():
-            self.add(key, value)
-        self.add("step", step)
-        self.train_seconds += step
-        self._last_opt_end, self._loss_end, self._pending = now, None, {}
-
     def summary(self) -> dict[str, Optional[float]]:
         return {f"t_{k}": self.mean(k) for k in TIMING_KEYS}
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"train_seconds": self.train_seconds, "sums": dict(self.sums), "counts": dict(self.counts)}
 
-# ----------------------------------------------------------------------------------------- diagnostics
-@dataclass
-class SceneDiagnostics:
-    """Query-level outcome of one evaluated scene (class-agnostic, IoU at 0.5 on token masks)."""
-
-    num_gt: int                     # GT instances of >= MIN_REGION_SIZE points
-    hits: int                       # predicted queries whose best GT has IoU > 0.5
-    duplicates: int                 # ... of which that GT was already covered by a higher-scored query
-    num_queries: int                # distinct queries among the predictions
-    covered_by: dict[int, int]      # GT instance id -> the highest-scored query covering it
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.train_seconds = float(state["train_seconds"])
+        self.sums = {k: float(state["sums"].get(k, 0.0)) for k in TIMING_KEYS}
+        self.counts = {k: int(state["counts"].get(k, 0)) for k in TIMING_KEYS}
 
 
-def scene_diagnostics(instances: Any, token_instance: torch.Tensor, token_weight: torch.Tensor,
-                      min_region_size: int) -> SceneDiagnostics:
-    """Duplicates, covered GT and the query->instance assignment of one scene.
+# ----------------------------------------------------------------------------------------- the task and the hook
+class TimedCall:
+    """Calls ``module`` with the time charged to ``watch`` (what the task sees as its model)."""
 
-    Args:
-        instances: ``InstancePrediction`` over tokens (masks bool [M, P], scores [M], query_index [M]);
-            a query may appear with several classes (Mask3D's rule) — it counts once, with its best score.
-        token_instance: long [P] GT instance of each token (0 background, -1 ignore).
-        token_weight: float [P] points per token (IoUs are point-weighted, as the evaluator's).
-    """
-    masks = instances.masks.detach().cpu()
-    scores = instances.scores.detach().float().cpu()
-    queries = instances.query_index.detach().cpu()
-    inst = token_instance.detach().cpu().long()
-    weight = token_weight.detach().cpu().double()
-    ids = [int(k) for k in torch.unique(inst) if int(k) > 0]
-    sizes = {k: float(weight[inst == k].sum()) for k in ids}
-    gt_ids = [k for k in ids if sizes[k] >= min_region_size]
-    # one entry per query: its best-scored prediction (all entries of a query share the mask)
-    best: dict[int, int] = {}
-    for row in torch.argsort(scores, descending=True, stable=True).tolist():
-        best.setdefault(int(queries[row]), row)
-    rows = list(best.values())  # in descending score order
-    covered: dict[int, int] = {}
-    hits = duplicates = 0
-    if rows and gt_ids:
-        valid = (inst >= 0).double() * weight  # ignore tokens are out of the IoU, as in the evaluator
-        pred = masks[rows].double() * valid                                   # [Q, P] point-weighted
-        gt = torch.stack([(inst == k).double() for k in gt_ids])              # [K, P] binary
-        inter = pred @ gt.T                                                    # points in both
-        union = pred.sum(1, keepdim=True) + (gt * weight).sum(1).unsqueeze(0) - inter
-        iou = inter / union.clamp_min(1e-9)
-        best_iou, best_gt = iou.max(dim=1)
-        for i, row in enumerate(rows):
-            if float(best_iou[i]) <= 0.5:
-                continue
-            hits += 1
-            k = gt_ids[int(best_gt[i])]
-            if k in covered:
-                duplicates += 1
-            else:
-                covered[k] = int(queries[row])
-    return SceneDiagnostics(num_gt=len(gt_ids), hits=hits, duplicates=duplicates, num_queries=len(rows),
-                            covered_by=covered)
+    def __init__(self, module: torch.nn.Module, watch: Stopwatch) -> None:
+        self.module = module
+        self.watch = watch
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with self.watch:
+            return self.module(*args, **kwargs)
 
 
-def assignment_stability(previous: dict[str, dict[str, int]], current: dict[str, dict[str, int]]) -> dict[str, Any]:
-    """How the query->instance assignment changed between two evaluations.
-
-    ``stability``: of the GT instances covered at both evaluations, the share covered by the same
-    query; ``retention``: of those covered at the previous one, the share covered by the same query now.
-    """
-    both = same = before = kept = 0
-    for scene, now in current.items():
-        prev = previous.get(scene, {})
-        for k, q in prev.items():
-            before += 1
-            if now.get(k) == q:
-                kept += 1
-            if k in now:
-                both += 1
-                same += int(now[k] == q)
-    return {"assignment_stability": same / both if both else None,
-            "assignment_retention": kept / before if before else None}
-
-
-# ----------------------------------------------------------------------------------------- the task
 class StudyTask:
-    """The engine's ``InstanceSegmentationTask`` with the study's instrumentation.
+    """The run's ``InstanceSegmentationTask`` (``inner``), observed: the model call is timed, and every
+    validation scene's query diagnostics are kept for the :class:`StudyHook` (``take_diagnostics``).
 
-    Training: the same model call and criterion, timed part by part. Validation: the same predictions
-    (``predict_instances`` -> ``to_scene_prediction``) plus query-level diagnostics; ``evaluate`` adds
-    duplicate / unmatched-GT rates, assignment stability and the cumulative train time to the metrics
-    (so they reach the trainer's metrics.jsonl) and persists ``evaluations.json`` atomically.
+    Training, predictions and metrics are the inner task's. ``inner`` is built with an
+    ``assignment_timer`` (the criterion times its own assignment).
     """
 
-    def __init__(self, *, inner: Any, run_dir: Path, device: torch.device, steps: Callable[[], int],
-                 min_region_size: int, meta: dict[str, Any]) -> None:
+    def __init__(self, inner: Any, device: torch.device) -> None:
         self.inner = inner
-        self.run_dir = run_dir
-        self.device = device
-        self.steps = steps
-        self.min_region_size = min_region_size
-        self.meta = meta
-        self.clock = StepClock()
-        self._pending: dict[str, SceneDiagnostics] = {}
-        self._started = False
-        from torch.optim.optimizer import register_optimizer_step_post_hook
+        self.model_time = Stopwatch(device)
+        self.diagnostics: dict[str, SceneDiagnostics] = {}
 
-        self._hook = register_optimizer_step_post_hook(self._on_optimizer_step)
-        self.evaluations: list[dict[str, Any]] = []
-
-    def close(self) -> None:
-        self._hook.remove()
-
-    # the Task protocol -----------------------------------------------------------------------
     def training_loss(self, model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        if not self._started:
-            self._restore(self.steps())
-            self._started = True
-        _sync(self.device)
-        start = time.perf_counter()
-        self.clock.start_step(start)
-        out = model(batch)
-        _sync(self.device)
-        after_model = time.perf_counter()
-        timer = AssignmentTimer(self.device)
-        with timer.active(self.inner.criterion):
-            losses = self.inner.criterion(out.layers, out.query_seed_token, batch.targets, out.token_objectness)
-        _sync(self.device)
-        after_loss = time.perf_counter()
-        self.clock.forward_done(after_model - start, after_loss - after_model, timer.seconds, after_loss)
-        logs = {k: float(v) for k, v in losses.items() if k != "loss" and "/" not in k}
-        logs.update(t_model=after_model - start, t_loss=after_loss - after_model, t_assign=timer.seconds)
-        return losses["loss"], logs
-
-    def _on_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        _sync(self.device)
-        self.clock.optimizer_done(time.perf_counter())
+        return self.inner.training_loss(TimedCall(model, self.model_time), batch)
 
     @torch.no_grad()
     def predict(self, model: torch.nn.Module, batch: Any) -> list[Any]:
-        self.clock.interrupt()
         predictions = []
         for b, (instances, point_tokens) in enumerate(self.inner.predict_instances(model, batch)):
             predictions.append(instances.to_scene_prediction(point_tokens, self.inner.class_ids))
             target = batch.targets[b]
-            self._pending[batch.scene_ids[b]] = scene_diagnostics(instances, target.token_instance, target.token_weight,
-                                                                  self.min_region_size)
+            self.diagnostics[batch.scene_ids[b]] = scene_diagnostics(
+                instances.masks, instances.scores, instances.query_index, target.token_instance, target.token_weight)
         return predictions
 
-    def evaluate(self, gt_ids: Sequence[np.ndarray], predictions: Sequence[Any], scene_ids: Sequence[str]) -> dict[str, Any]:
-        self.clock.interrupt()
-        metrics = self.inner.evaluate(gt_ids, predictions, scene_ids)
-        step = self.steps()
-        diags = [self._pending.pop(s) for s in scene_ids]
-        num_gt = sum(d.num_gt for d in diags)
-        hits = sum(d.hits for d in diags)
-        current = {s: {str(k): q for k, q in d.covered_by.items()} for s, d in zip(scene_ids, diags)}
-        previous = self._previous_assignment(step)
-        stability = assignment_stability(previous, current) if previous is not None else {
+    def evaluate(self, gt_ids: Sequence[np.ndarray], predictions: Sequence[Any],
+                 scene_ids: Sequence[str]) -> dict[str, Any]:
+        return self.inner.evaluate(gt_ids, predictions, scene_ids)
+
+    def take_diagnostics(self) -> dict[str, SceneDiagnostics]:
+        """The diagnostics of the scenes predicted since the last call (scene id -> diagnostics)."""
+        taken, self.diagnostics = self.diagnostics, {}
+        return taken
+
+
+class StudyHook(Hook):
+    """The study's measurements of one run, as a trainer hook.
+
+    After every step: the step's time split (``StepClock``). After every validation: duplicate and
+    unmatched-GT rates, assignment stability since the previous validation, ``train_seconds`` and the
+    time split join the validation metrics (so they reach the trainer's metrics.jsonl), and the
+    evaluation is appended to ``evaluations.json`` (rewritten atomically) and printed as a JSON line.
+    The clock, the evaluations and the last assignment are the hook's checkpointed state, so a resumed
+    run continues them exactly. Single-process runs (diagnostics are collected per process).
+    """
+
+    name = "convergence_study"
+    synchronise_timing = True   # the phases are the device's time on CUDA
+
+    def __init__(self, *, task: StudyTask, assignment_timer: Stopwatch, run_dir: Path, meta: dict[str, Any]) -> None:
+        self.task = task
+        self.assignment_timer = assignment_timer
+        self.run_dir = run_dir
+        self.meta = dict(meta)
+        self.clock = StepClock()
+        self.evaluations: list[dict[str, Any]] = []
+        self.assignment: Optional[dict[str, dict[str, int]]] = None   # of the latest evaluation
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        for handler in logging.getLogger("pointformer").handlers:
+            if not isinstance(handler, logging.FileHandler):
+                handler.setLevel(logging.WARNING)  # stdout carries the study's JSON lines; details go to train.log
+        self.meta["parameters"] = int(sum(p.numel() for p in trainer.model.parameters()))
+        self.task.model_time.reset()
+        self.assignment_timer.reset()
+
+    def after_step(self, trainer: Trainer, output: StepOutput) -> None:
+        model = self.task.model_time.reset()
+        self.clock.add_step(data=output.seconds["data"], model=model, loss=output.seconds["forward"] - model,
+                            assign=self.assignment_timer.reset(), backward=output.seconds["backward"])
+
+    def after_validation(self, trainer: Trainer, metrics: dict[str, Any]) -> dict[str, Any]:
+        step = trainer.step
+        diagnostics = self.task.take_diagnostics()
+        current = assignment(diagnostics)
+        stability = assignment_stability(self.assignment, current) if self.assignment is not None else {
             "assignment_stability": None, "assignment_retention": None}
-        atomic_write_json(self.run_dir / "assignments" / f"step_{step:08d}.json", current)
-        extra = {
-            "duplicate_rate": sum(d.duplicates for d in diags) / hits if hits else 0.0,
-            "unmatched_gt_rate": 1.0 - sum(len(d.covered_by) for d in diags) / num_gt if num_gt else None,
-            "queries_per_scene": float(np.mean([d.num_queries for d in diags])) if diags else 0.0,
-            **stability,
-            "train_seconds": self.clock.train_seconds,
-            **self.clock.summary(),
-        }
-        metrics.update(extra)
+        self.assignment = current
+        extra = {**summarize(list(diagnostics.values())), **stability, "train_seconds": self.clock.train_seconds,
+                 **self.clock.summary()}
         record = {"step": step, **{k: metrics[k] for k in ("map", "map50", "map25")}, **extra}
-        self.evaluations = [r for r in self.evaluations if r["step"] < step] + [{**record, "clock": self._clock_state()}]
-        atomic_write_json(self.run_dir / "evaluations.json", {**self.meta, "evaluations": self.evaluations})
-        emit("eval", variant=self.meta["variant"], seed=self.meta["seed"], **record)
-        return metrics
+        self.evaluations = [r for r in self.evaluations if r["step"] < step] + [record]
+        if trainer.dist.is_main:
+            atomic_write_json(self.run_dir / "assignments" / f"step_{step:08d}.json", current)
+            atomic_write_json(self.run_dir / "evaluations.json", {**self.meta, "evaluations": self.evaluations},
+                              default=_json_default)
+            emit("eval", variant=self.meta["variant"], seed=self.meta["seed"], **record)
+        return extra
 
-    # persistence --------------------------------------------------------------------------------
-    def _clock_state(self) -> dict[str, Any]:
-        return {"train_seconds": self.clock.train_seconds, "sums": dict(self.clock.sums), "counts": dict(self.clock.counts)}
+    def state_dict(self) -> dict[str, Any]:
+        return {"clock": self.clock.state_dict(), "evaluations": list(self.evaluations),
+                "assignment": self.assignment}
 
-    def _restore(self, step: int) -> None:
-        """Continue the evaluations and the clock of an interrupted run from its resumed step
-        (checkpoints sit at evaluation steps, so the record of that step carries the clock)."""
-        path = self.run_dir / "evaluations.json"
-        self.evaluations = []
-        if step == 0 or not path.is_file():
-            return
-        self.evaluations = [r for r in read_json(path).get("evaluations", []) if r["step"] <= step]
-        if not self.evaluations:
-            log.warning("resumed at step %d without evaluation records; train_seconds counts from here", step)
-            return
-        state = self.evaluations[-1]["clock"]
-        if self.evaluations[-1]["step"] != step:
-            log.warning("resumed at step %d, last evaluation record at %d: train_seconds misses the steps between",
-                        step, self.evaluations[-1]["step"])
-        self.clock.train_seconds = float(state["train_seconds"])
-        self.clock.sums = {k: float(state["sums"].get(k, 0.0)) for k in TIMING_KEYS}
-        self.clock.counts = {k: int(state["counts"].get(k, 0)) for k in TIMING_KEYS}
-
-    def _previous_assignment(self, step: int) -> Optional[dict[str, dict[str, int]]]:
-        folder = self.run_dir / "assignments"
-        earlier = sorted(p for p in folder.glob("step_*.json") if int(p.stem[5:]) < step) if folder.is_dir() else []
-        return read_json(earlier[-1]) if earlier else None
-
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.clock.load_state_dict(state["clock"])
+        self.evaluations = list(state["evaluations"])
+        self.assignment = state["assignment"]
 
 
 # ----------------------------------------------------------------------------------------- one run
@@ -573,72 +392,47 @@ def run_overrides(size: StudySize, variant: Variant, seed: int, data_root: Path,
 
 
 def _batch_size(size: StudySize) -> int:
-    from pointformer.engine.config import compose_config
+    from pointformer.config.compose import compose_config
 
     cfg = compose_config([f"experiment={size.preset}", *size.overrides])
     return int(cfg.trainer.batch_size)
 
 
 def train_one(spec: RunSpec) -> dict[str, Any]:
-    """Train (or continue) one run through the project's engine; returns its done.json payload."""
+    """Train (or continue) one run through ``run_training`` with the study's task and hook;
+    returns its done.json payload."""
     torch.set_num_threads(spec.threads)
-    from omegaconf import open_dict
-
-    from pointformer.engine.build import (build_model, build_task, check_classes, make_dataset, plain_config,
-                                          resolve_color_stats)
-    from pointformer.engine.config import compose_config, container, to_yaml
+    from pointformer.build import dataset_class_ids, decoder_query_setup
+    from pointformer.config import RunSettings, compose_config
     from pointformer.engine.distributed import DistInfo
-    from pointformer.engine.run import setup_logging
-    from pointformer.engine.trainer import Trainer, TrainerConfig, seed_everything
-    from pointformer.evaluation import MIN_REGION_SIZE
+    from pointformer.engine.run import run_training
+    from pointformer.engine.task import InstanceSegmentationTask
+    from pointformer.engine.trainer import resolve_device
 
     run_dir = Path(spec.run_dir)
     emit("run_started", variant=spec.variant, seed=spec.seed, run_dir=spec.run_dir, pid=os.getpid())
     cfg = compose_config(list(spec.overrides))
-    trainer_cfg = TrainerConfig.from_mapping(container(cfg.trainer))
-    resolve_color_stats(cfg)
-    train_set = make_dataset(cfg, str(cfg.data.train_split), train=True)
-    val_set = make_dataset(cfg, str(cfg.data.val_split), train=False)
-    class_ids = check_classes(cfg, train_set)
-    inner = build_task(cfg, class_ids)
-    seed_everything(int(cfg.trainer.seed))  # as `pointformer train`: the initial weights follow the seed
-    model = build_model(cfg)
-    with open_dict(cfg):
-        cfg.run_dir = str(run_dir)
-    config_yaml = to_yaml(plain_config(cfg))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(config_yaml)
-    setup_logging(run_dir, DistInfo())
-    for handler in logging.getLogger("pointformer").handlers:
-        if not isinstance(handler, logging.FileHandler):
-            handler.setLevel(logging.WARNING)  # stdout carries the study's JSON lines; details go to train.log
+    settings = RunSettings.from_config(cfg)
+    device = resolve_device(settings.trainer.device, DistInfo())
+    assignment_timer = Stopwatch(device)
+    inner = InstanceSegmentationTask.from_settings(settings, class_ids=dataset_class_ids(settings),
+                                                   assignment_timer=assignment_timer)
+    task = StudyTask(inner, device)
     meta = {"variant": spec.variant, "label": VARIANTS[spec.variant].label, "seed": spec.seed,
-            "fingerprint": spec.fingerprint,
-            "loss": str(cfg.loss.name), "query_init": str(cfg.model.decoder.query_init),
-            "num_queries": int(cfg.model.decoder.num_queries), "model": str(cfg.model.name),
-            "parameters": int(sum(p.numel() for p in model.parameters()))}
-    holder: dict[str, Trainer] = {}
-    task = StudyTask(inner=inner, run_dir=run_dir, device=torch.device("cpu"), steps=lambda: holder["t"].step,
-                     min_region_size=MIN_REGION_SIZE, meta=meta)
-    try:
-        trainer = Trainer(model=model, task=task, train_set=train_set, val_set=val_set, cfg=trainer_cfg,
-                          run_dir=run_dir, config_yaml=config_yaml)
-        holder["t"] = trainer
-        task.device = trainer.device
-        start = time.perf_counter()
-        result = trainer.fit()
-        elapsed = time.perf_counter() - start
-    finally:
-        task.close()
-    if not task._started:  # resumed at the last step: nothing left to train, the records are on disk
-        task._restore(result.step)
-    if result.step < int(cfg.trainer.max_steps):
-        raise RuntimeError(f"{run_dir}: stopped at step {result.step} of {cfg.trainer.max_steps}")
-    final = {k: v for k, v in task.evaluations[-1].items() if k != "clock"} if task.evaluations else {}
-    done = {**meta, "step": result.step, "final": final, "process_seconds_last_session": elapsed,
-            "resumed_from": result.resumed_from, "timing": task.clock.summary(),
-            "train_seconds": task.clock.train_seconds, "device": str(trainer.device), "threads": spec.threads}
-    atomic_write_json(run_dir / "done.json", done)
+            "fingerprint": spec.fingerprint, "loss": settings.loss.name,
+            "query_init": decoder_query_setup(settings).query_init,
+            "num_queries": int(settings.model.decoder["num_queries"]), "model": settings.model.name}
+    hook = StudyHook(task=task, assignment_timer=assignment_timer, run_dir=run_dir, meta=meta)
+    start = time.perf_counter()
+    result = run_training(cfg, overrides=spec.overrides, hooks=[hook], task=task)
+    elapsed = time.perf_counter() - start
+    if result.step < settings.trainer.max_steps:
+        raise RuntimeError(f"{run_dir}: stopped at step {result.step} of {settings.trainer.max_steps}")
+    done = {**hook.meta, "step": result.step, "final": hook.evaluations[-1] if hook.evaluations else {},
+            "process_seconds_last_session": elapsed, "resumed_from": result.resumed_from,
+            "timing": hook.clock.summary(), "train_seconds": hook.clock.train_seconds, "device": str(device),
+            "threads": spec.threads}
+    atomic_write_json(run_dir / "done.json", done, default=_json_default)
     return done
 
 
@@ -716,7 +510,8 @@ def run_study(out: Path, size: StudySize, *, device: str = "cpu", jobs: int = 1,
             todo.append(spec)
     atomic_write_json(out / "study.json", {"size": asdict(size), "device": device, "jobs": jobs, "threads": threads,
                                            "data_root": str(data_root), "runs": [asdict(s) for s in specs],
-                                           "torch": torch.__version__, "cpu_count": os.cpu_count()})
+                                           "torch": torch.__version__, "cpu_count": os.cpu_count()},
+                      default=_json_default)
     if jobs <= 1 or len(todo) <= 1:
         for spec in todo:
             done = train_one(spec)
