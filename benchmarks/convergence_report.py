@@ -20,14 +20,14 @@ import csv
 import io
 import json
 import math
-import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
+
+from pointformer.io.atomic import atomic_write_bytes, atomic_write_text
 
 REACH_FRACTION = 0.9
 # one colour and one row position per variant in every study (unknown variants follow)
@@ -76,22 +76,6 @@ class VariantSummary:
             counts = np.isfinite(data).sum(0)
             sums = np.where(np.isfinite(data), data, 0.0).sum(0)
             return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-
-
-def _atomic_write(path: Path, text: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are shared files
-        with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _float(value: Any) -> float:
@@ -211,18 +195,21 @@ def _spread(stat: dict[str, Optional[float]], digits: int = 3) -> str:
 def table_markdown(rows: Sequence[dict[str, Any]], reference: dict[str, Any]) -> str:
     """The table as Markdown (what BENCHMARKS.md quotes)."""
     head = ("| variant | seeds | step | mAP50 mean [min, max] | mAP | mAP25 | steps (s) to 90 % of best | "
-            "ms/step: total = data + model + loss (assign) + backward | duplicates | unmatched GT | stability: mean (last) |")
+            "ms/step: total = data + model + loss (assign) + backward | duplicates | unmatched GT | "
+            "stability: mean (last) |")
     lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     for r in rows:
         if "final_step" not in r:
             lines.append(f"| {r['label']} | {r['seeds']} | – | no evaluation yet | | | | | | | |")
             continue
         reach = "not reached" if r["steps_to_90pct_best"] is None else (
-            f"{r['steps_to_90pct_best']} ({_fmt(r['seconds_to_90pct_best'], 0)} s; {r['seeds_reaching_90pct']}/{r['seeds']} seeds)")
+            f"{r['steps_to_90pct_best']} ({_fmt(r['seconds_to_90pct_best'], 0)} s; "
+            f"{r['seeds_reaching_90pct']}/{r['seeds']} seeds)")
         ms = (f"{_fmt(r['ms_step'], 0)} = {_fmt(r['ms_data'], 0)} + {_fmt(r['ms_model'], 0)} + {_fmt(r['ms_loss'], 1)} "
               f"({_fmt(r['ms_assign'], 1)}) + {_fmt(r['ms_backward'], 0)}")
         lines.append(
-            f"| {r['label']} | {r['seeds']} | {r['final_step']} | {_spread(r['final_map50'])} | {_fmt(r['final_map']['mean'])} | "
+            f"| {r['label']} | {r['seeds']} | {r['final_step']} | {_spread(r['final_map50'])} | "
+            f"{_fmt(r['final_map']['mean'])} | "
             f"{_fmt(r['final_map25']['mean'])} | {reach} | {ms} | {_fmt(r['final_duplicate_rate']['mean'], 2)} | "
             f"{_fmt(r['final_unmatched_gt_rate']['mean'], 2)} | {_fmt(r['assignment_stability_mean'], 2)} "
             f"({_fmt(r['final_assignment_stability']['mean'], 2)}) |")
@@ -279,7 +266,8 @@ def curves_csv(runs: Sequence[RunCurves]) -> str:
     writer.writerow(["variant", "seed", "step", *CURVE_KEYS, "assignment_retention"])
     for run in runs:
         for r in run.records:
-            writer.writerow([run.variant, run.seed, r["step"], *[r.get(k) for k in CURVE_KEYS], r.get("assignment_retention")])
+            writer.writerow([run.variant, run.seed, r["step"], *[r.get(k) for k in CURVE_KEYS],
+                             r.get("assignment_retention")])
     return buf.getvalue()
 
 
@@ -320,7 +308,7 @@ def _plot(summaries: Sequence[VariantSummary], out: Path, reference: dict[str, A
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
         plt.close(fig)
-        _atomic_write(out / name, buf.getvalue())
+        atomic_write_bytes(out / name, buf.getvalue())
         written.append(out / name)
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), dpi=100)
@@ -338,7 +326,7 @@ def _plot(summaries: Sequence[VariantSummary], out: Path, reference: dict[str, A
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    _atomic_write(out / "diagnostics.png", buf.getvalue())
+    atomic_write_bytes(out / "diagnostics.png", buf.getvalue())
     written.append(out / "diagnostics.png")
     return written
 
@@ -349,9 +337,9 @@ def write_report(out: Path | str) -> dict[str, Any]:
     runs = load_runs(out)
     summaries = summarise(runs)
     rows, reference = build_table(summaries)
-    _atomic_write(out / "curves.csv", curves_csv(runs))
-    _atomic_write(out / "table.csv", table_csv(rows))
-    _atomic_write(out / "table.md", table_markdown(rows, reference) + "\n" + curve_table_markdown(summaries))
+    atomic_write_text(out / "curves.csv", curves_csv(runs))
+    atomic_write_text(out / "table.csv", table_csv(rows))
+    atomic_write_text(out / "table.md", table_markdown(rows, reference) + "\n" + curve_table_markdown(summaries))
     plots = _plot(summaries, out, reference)
     study = json.loads((out / "study.json").read_text()) if (out / "study.json").is_file() else {}
     data_stats = {}
@@ -362,13 +350,14 @@ def write_report(out: Path | str) -> dict[str, Any]:
     settings = {k: study.get(k) for k in ("size", "device", "jobs", "threads", "torch", "cpu_count")}
     summary = {"reference": reference, "variants": rows, "study": settings,
                "data": data_stats, "files": [str(p.name) for p in plots] + ["curves.csv", "table.csv", "table.md"]}
-    _atomic_write(out / "summary.json", json.dumps(summary, indent=1, allow_nan=True))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, allow_nan=True))
     return {"table": str(out / "table.md"), "plots": [str(p) for p in plots], "reference": reference}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="Write the tables and plots of a convergence study.")
-    parser.add_argument("out", type=Path, nargs="?", default=Path(__file__).resolve().parent / "results" / "convergence",
+    parser.add_argument("out", type=Path, nargs="?",
+                        default=Path(__file__).resolve().parent / "results" / "convergence",
                         help="the study's --out folder")
     args = parser.parse_args(argv)
     try:

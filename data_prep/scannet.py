@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 try:
-    from pointformer.preprocess.cli import main
+    from pointformer.cli.preprocess import preprocess_main as main
 except ModuleNotFoundError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from pointformer.preprocess.cli import main
+    from pointformer.cli.preprocess import preprocess_main as main
 
 if __name__ == "__main__":
     sys.exit(main(["scannet", *sys.argv[1:]]))

@@ -16,6 +16,7 @@ from typing import Union
 
 import numpy as np
 
+from pointformer.io.gt import write_gt_file
 from pointformer.io.labels import SCANNET_SEMANTIC_IDS, SCANNET_SEMANTIC_NAMES
 from pointformer.io.scene import Manifest, Scene, save_scene
 
@@ -98,9 +99,7 @@ def write_toy_split(root: Union[str, os.PathLike], split: str, *, num_scenes: in
         scene = make_toy_scene(scene_id, seed=seed, num_points=num_points, num_objects=num_objects, with_labels=labelled)
         save_scene(scene, root / split / f"{scene_id}.npz")
         if labelled:
-            gt_dir = root / "gt" / split
-            gt_dir.mkdir(parents=True, exist_ok=True)
-            np.savetxt(gt_dir / f"{scene_id}.txt", scene.gt_ids, fmt="%d")
+            write_gt_file(root / "gt" / split / f"{scene_id}.txt", scene.gt_ids)
         manifest.scenes[scene_id] = {
             "file": f"{scene_id}.npz", "num_points": scene.num_points,
             "num_superpoints": int(scene.superpoint.max()) + 1,

@@ -1,6 +1,8 @@
-"""Training engine: trainer (AdamW + OneCycle, AMP, DDP, checkpoints, exact resume), config
-composition, and the train / evaluate-model / export / infer / demo commands. See docs/training.md.
+"""The runtime: trainer and hooks (AdamW + OneCycle, AMP, DDP, checkpoints, exact resume), the training
+composition root (``run``), the task, run folders' checkpoints, and the flows behind the export / infer /
+demo commands (their command lines are in ``pointformer.cli``; prediction is ``pointformer.inference``).
+See docs/training.md.
 
-Submodules are imported on use (``pointformer.engine.trainer``, ``.run``, ``.cli``, ...) so that
-importing the package stays cheap.
+Submodules are imported on use (``pointformer.engine.trainer``, ``.run``, ...) so that importing the
+package stays cheap.
 """

@@ -1,12 +1,10 @@
-"""Training checkpoints: atomic writes, ``weights_only`` loads, RNG capture, and resume discovery.
+"""Checkpoints of a training run: what a checkpoint holds, RNG capture, and the run folder's files.
 
-A checkpoint is one ``torch.save`` dict of plain containers and tensors only (so that
-``torch.load(weights_only=True)`` can read it and a checkpoint can never execute code):
-
-    format "pointformer-checkpoint", version 1, model (state_dict), optimizer, scheduler, scaler
-    (state_dicts), rng {torch, cuda: [..], numpy: {...}, python: tensor}, epoch, step (global
-    optimiser steps done), config (the resolved run config as a YAML string), metrics (dict),
-    best (dict: monitored metric name/value/step), train_window (the trainer's partial log sums).
+The file format (atomic write, ``weights_only`` read, :class:`CheckpointError`) is
+``pointformer.io.checkpoint``'s. A training checkpoint holds, besides the model and the counters:
+optimizer, scheduler, scaler (state_dicts), rng {torch, cuda: [..], numpy: {...}, python: tensor},
+config (the resolved run config as a YAML string), metrics (dict), best (dict: monitored metric
+name/value/step), and the trainer's extra plain-container state (e.g. hook states).
 
 Files live in ``<run_dir>/checkpoints/``: ``step_XXXXXXXX.pt`` (the last ``keep_last`` are kept) and
 ``best.pt``. ``resume=auto`` takes the newest step checkpoint that loads; a corrupt or truncated newest
@@ -24,17 +22,11 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
-from pointformer.io.scene import _atomic_write  # the project's one atomic-write routine
+from pointformer.io.checkpoint import CheckpointError, load_checkpoint, write_checkpoint
 
 log = logging.getLogger(__name__)
 
-FORMAT = "pointformer-checkpoint"
-VERSION = 1
 _STEP_FILE = re.compile(r"^step_(\d{8,})\.pt$")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable, truncated or not a pointformer checkpoint."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,21 +58,17 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Writing and reading
+# Writing (reading: pointformer.io.checkpoint.load_checkpoint)
 # ---------------------------------------------------------------------------------------------
-def atomic_torch_save(obj: Any, path: Union[str, os.PathLike]) -> None:
-    """torch.save to a temporary file in the same folder, fsync, rename: never a half-written file."""
-    _atomic_write(Path(path), lambda f: torch.save(obj, f))
-
-
-def save_checkpoint(path: Union[str, os.PathLike], *, model: torch.nn.Module, optimizer: Optional[torch.optim.Optimizer],
-                    scheduler: Any, scaler: Any, epoch: int, step: int, config_yaml: str,
-                    metrics: Optional[dict] = None, best: Optional[dict] = None,
+def save_checkpoint(path: Union[str, os.PathLike], *, model: torch.nn.Module,
+                    optimizer: Optional[torch.optim.Optimizer], scheduler: Any, scaler: Any, epoch: int, step: int,
+                    config_yaml: str, metrics: Optional[dict] = None, best: Optional[dict] = None,
                     extra: Optional[dict] = None) -> Path:
-    """Write a full training checkpoint atomically (see the module docstring for its contents)."""
+    """Write a full training checkpoint atomically (see the module docstring for its contents).
+
+    ``load_checkpoint`` (from ``pointformer.io.checkpoint``) reads it back."""
     module = model.module if hasattr(model, "module") else model  # unwrap DDP
     payload = {
-        "format": FORMAT, "version": VERSION,
         "model": module.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -92,31 +80,7 @@ def save_checkpoint(path: Union[str, os.PathLike], *, model: torch.nn.Module, op
         "best": dict(best or {}),
         **dict(extra or {}),  # further plain-container state (e.g. the trainer's partial log window)
     }
-    atomic_torch_save(payload, path)
-    return Path(path)
-
-
-def load_checkpoint(path: Union[str, os.PathLike], *, map_location: Union[str, torch.device] = "cpu") -> dict[str, Any]:
-    """Read and check a checkpoint with ``weights_only=True``; any defect raises CheckpointError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: checkpoint is empty (0 bytes); the write was interrupted")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated zip, bad pickle, foreign object types: many exception classes
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise CheckpointError(f"{path}: not a readable checkpoint, the file is corrupt or truncated "
-                              f"({type(exc).__name__}: {first_line[:200]})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a pointformer checkpoint (no 'format': {FORMAT!r} entry)")
-    if payload.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')}, this pointformer reads {VERSION}")
-    for key in ("model", "step", "epoch", "config"):
-        if key not in payload:
-            raise CheckpointError(f"{path}: checkpoint lacks {key!r}")
-    return payload
+    return write_checkpoint(path, payload)
 
 
 def step_checkpoint_path(run_dir: Union[str, os.PathLike], step: int) -> Path:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from pointformer.io.atomic import atomic_write
+from pointformer.io.atomic import atomic_write_text
 
 
 def read_metrics(path: Union[str, os.PathLike], kind: Optional[str] = None) -> list[dict[str, Any]]:
@@ -51,8 +51,7 @@ class MetricsLogger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
             kept = [r for r in read_metrics(self.path) if int(r.get("step", 0)) <= resume_step]
-            text = "".join(json.dumps(r) + "\n" for r in kept).encode()
-            atomic_write(self.path, lambda f: f.write(text))
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         self._file = open(self.path, "a", buffering=1)
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter

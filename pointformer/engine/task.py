@@ -11,8 +11,10 @@ import torch
 from pointformer.build import build_loss
 from pointformer.config import ConfigError, RunSettings
 from pointformer.data.collate import SceneBatch
-from pointformer.evaluation import EvaluationResult, ScenePrediction, SegmentMasks, evaluate_scenes
+from pointformer.evaluation import EvaluationResult, ScenePrediction, evaluate_scenes
+from pointformer.inference.instances import InstancePrediction
 from pointformer.inference.postprocess import Postprocessor
+from pointformer.inference.predictor import predict_instances
 from pointformer.losses import InstanceCriterion
 from pointformer.timing import Stopwatch
 
@@ -57,32 +59,16 @@ class InstanceSegmentationTask:
         logs = {k: float(v) for k, v in losses.items() if k != "loss" and "/" not in k}
         return losses["loss"], logs
 
-    @torch.no_grad()
-    def predict_instances(self, model: torch.nn.Module, batch: SceneBatch) -> list[tuple[Any, torch.Tensor]]:
-        """Per scene: (InstancePrediction over tokens, scene-local token of every point long [P_b])."""
-        generator = torch.Generator(device=batch.xyz.device)
-        generator.manual_seed(self.eval_seed)
-        out = model(batch, generator=generator)
-        final = out.final
-        weights = out.tokens.split(out.tokens.weights)
-        point_tokens = out.scene_point_to_token()
-        results = []
-        for b in range(out.batch_size):
-            background = None if final.background_logits is None else final.background_logits[b].float()
-            instances = self.postprocessor(final.mask_logits[b].float(), background, final.class_logits[b].float(),
-                                           weights[b].float())
-            results.append((instances, point_tokens[b]))
-        return results
+    def predict_instances(self, model: torch.nn.Module,
+                          batch: SceneBatch) -> list[tuple[InstancePrediction, torch.Tensor]]:
+        """Per scene: (InstancePrediction over tokens, scene-local token of every point long [P_b]);
+        the same forward pass and postprocessing as ``Predictor`` (``inference.predictor.predict_instances``)."""
+        return predict_instances(model, batch, self.postprocessor, seed=self.eval_seed)
 
     def predict(self, model: torch.nn.Module, batch: SceneBatch) -> list[ScenePrediction]:
-        """One ScenePrediction per scene, masks kept per superpoint (``SegmentMasks``: M x S, not M x V)."""
-        predictions = []
-        for instances, point_tokens in self.predict_instances(model, batch):
-            predictions.append(ScenePrediction(
-                masks=SegmentMasks(segment_masks=instances.masks.cpu().numpy(), segment_ids=point_tokens.cpu().numpy()),
-                class_ids=instances.class_ids(self.class_ids).numpy(),
-                scores=instances.scores.float().cpu().numpy()))
-        return predictions
+        """One ScenePrediction per scene over its points (masks kept per superpoint: M x S, not M x V)."""
+        return [instances.to_scene_prediction(point_tokens, self.class_ids)
+                for instances, point_tokens in self.predict_instances(model, batch)]
 
     def evaluate_result(self, gt_ids: Sequence[np.ndarray], predictions: Sequence[ScenePrediction],
                         scene_ids: Sequence[str]) -> EvaluationResult:

@@ -10,12 +10,13 @@ From files (the official contract): :func:`evaluate_folders` or ``pointformer ev
 """
 from pointformer.evaluation.average_precision import scannet_average_precision
 from pointformer.evaluation.files import (EvaluationInputError, evaluate_folders, read_gt_ids, read_mask_file,
-                                          read_prediction_file, write_gt_file)
+                                          read_prediction_file)
 from pointformer.evaluation.overlaps import SceneOverlaps, compute_scene_overlaps
 from pointformer.evaluation.prediction import ScenePrediction, SegmentMasks
 from pointformer.evaluation.protocol import IOU_THRESHOLDS, MIN_REGION_SIZE, ClassSet, class_set
 from pointformer.evaluation.result import EvaluationResult
 from pointformer.evaluation.evaluator import ScanNetEvaluator, evaluate_scenes
+from pointformer.io.gt import write_gt_file  # the one GT writer, part of the evaluation's file contract
 
 __all__ = [
     "ClassSet", "EvaluationInputError", "EvaluationResult", "IOU_THRESHOLDS", "MIN_REGION_SIZE",

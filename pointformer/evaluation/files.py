@@ -5,7 +5,8 @@ Prediction folder (``PRED_DIR``)::
     sceneXXXX_YY.txt            one line per instance: "<relative mask path> <class id> <confidence>"
     predicted_masks/*.txt       one integer per mesh vertex, non-zero = member
 
-GT folder (``GT_DIR``): ``sceneXXXX_YY.txt`` with one ``label*1000+inst`` integer per vertex.
+GT folder (``GT_DIR``): ``sceneXXXX_YY.txt`` with one ``label*1000+inst`` integer per vertex (written by
+``pointformer.io.gt.write_gt_file``).
 
 As in the official script, the scenes evaluated are those with a prediction file (each needs its GT
 file), lines are exactly three single-space-separated fields, mask paths are relative to the
@@ -22,12 +23,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from pointformer.evaluation.overlaps import check_gt_ids
 from pointformer.evaluation.prediction import ScenePrediction
 from pointformer.evaluation.protocol import class_set
 from pointformer.evaluation.result import EvaluationResult
 from pointformer.evaluation.evaluator import ScanNetEvaluator
-from pointformer.io.scannet import atomic_write_text
 
 # The official script writes its result next to the predictions under this name; it is not a scene.
 OFFICIAL_RESULT_NAME = "semantic_instance_evaluation.txt"
@@ -114,12 +113,6 @@ def read_gt_ids(path: str | os.PathLike) -> np.ndarray:
         raise EvaluationInputError(f"{path}: line {line}: GT id {ids[line - 1]} is negative "
                                    "(expected label*1000+instance, 0 = unannotated)")
     return ids
-
-
-def write_gt_file(path: str | os.PathLike, gt_ids: np.ndarray) -> None:
-    """Write one scene's GT ids (int [V], label*1000+inst) in the official format, atomically."""
-    gt_ids = check_gt_ids(gt_ids, str(path))
-    atomic_write_text(path, "".join(f"{v}\n" for v in gt_ids.tolist()))
 
 
 def read_mask_file(path: str | os.PathLike, num_vertices: int, *, referenced_from: str = "") -> np.ndarray:

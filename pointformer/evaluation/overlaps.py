@@ -17,6 +17,7 @@ import numpy as np
 
 from pointformer.evaluation.prediction import ScenePrediction, SegmentMasks
 from pointformer.evaluation.protocol import GT_LABEL_DIVISOR, MIN_REGION_SIZE, S3DIS_PR_IOU, ClassSet
+from pointformer.io.gt import check_gt_ids
 
 _BLOCK_ENTRIES = 1 << 21
 # GT ids below this bound are grouped with a bincount table (O(V)) instead of a sort (O(V log V)).
@@ -57,21 +58,6 @@ class SceneOverlaps:
         """float64 [K] — computed exactly as the official script: inter / (|g| + |p| - inter)."""
         union = self.gt_size[self.pair_gt] + self.pred_size[self.pair_pred] - self.pair_inter
         return self.pair_inter / union.astype(np.float64)
-
-
-def check_gt_ids(gt_ids: np.ndarray, where: str) -> np.ndarray:
-    """Validate GT ids per vertex (int [V], label*1000+inst, >= 0) and return them as int64."""
-    gt_ids = np.asarray(gt_ids)
-    if gt_ids.ndim != 1:
-        raise ValueError(f"{where}: GT ids must be a 1-D array [V]; got shape {gt_ids.shape}")
-    if gt_ids.size and not np.issubdtype(gt_ids.dtype, np.integer):
-        raise ValueError(f"{where}: GT ids must be integers (label*1000+instance); got dtype {gt_ids.dtype}")
-    gt_ids = gt_ids.astype(np.int64, copy=False)
-    if gt_ids.size and gt_ids.min() < 0:
-        bad = int(np.flatnonzero(gt_ids < 0)[0])
-        raise ValueError(f"{where}: GT ids must be >= 0 (label*1000+instance, 0 = unannotated); "
-                         f"vertex {bad} has {int(gt_ids[bad])}")
-    return gt_ids
 
 
 def compute_scene_overlaps(gt_ids: np.ndarray, prediction: ScenePrediction, classes: ClassSet, *,

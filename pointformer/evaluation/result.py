@@ -10,7 +10,7 @@ from typing import Any, Optional
 import numpy as np
 
 from pointformer.evaluation.protocol import AP25_COLUMN, AP50_COLUMN, AP_COLUMNS, IOU_THRESHOLDS
-from pointformer.io.scannet import atomic_write_text
+from pointformer.io.atomic import atomic_write_text
 
 
 def _nanmean(values: np.ndarray) -> float:

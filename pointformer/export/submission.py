@@ -18,12 +18,13 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import BinaryIO, Iterator, Mapping
 
 import numpy as np
 
 from pointformer.evaluation.prediction import ScenePrediction
 from pointformer.evaluation.protocol import class_set
+from pointformer.io.atomic import atomic_write
 
 MASK_DIR = "predicted_masks"
 # Scene names become file names inside the archive: no separators, no spaces.
@@ -84,21 +85,13 @@ def write_submission(out_zip: str | os.PathLike, predictions: Mapping[str, Scene
 
     predictions: scene name (e.g. "scene0707_00") -> :class:`ScenePrediction` over the mesh vertices
     """
-    out_zip = Path(out_zip)
-    out_zip.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_zip.name}.", suffix=".tmp", dir=out_zip.parent)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as zf:
+    def write_zip(f: BinaryIO) -> None:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as zf:
             zf.writestr(zipfile.ZipInfo(f"{MASK_DIR}/", date_time=(2020, 1, 1, 0, 0, 0)), b"")
             for rel, content in iter_submission_files(predictions, dataset=dataset):
                 zf.writestr(rel, content)
-        os.replace(tmp, out_zip)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return out_zip
+
+    return atomic_write(out_zip, write_zip)
 
 
 def write_prediction_folder(out_dir: str | os.PathLike, predictions: Mapping[str, ScenePrediction], *,

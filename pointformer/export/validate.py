@@ -1,6 +1,7 @@
 """Pre-upload check of a benchmark submission zip: finds every problem, not just the first.
 
-``pointformer validate-submission SUBMISSION.zip --scans RAW_ROOT/scans_test`` checks
+``validate_submission`` (the command ``pointformer validate-submission SUBMISSION.zip --scans
+RAW_ROOT/scans_test``) checks
 
 - the archive: readable zip, safe relative entry names, scene files at the ROOT (an enclosing folder
   is reported, and the rest is still checked relative to that folder);
@@ -15,20 +16,18 @@ Problems make the command exit 1; warnings (harmless oddities) do not.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import posixpath
 import re
-import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
-from pointformer.evaluation.protocol import DATASETS, class_set
+from pointformer.evaluation.protocol import class_set
 from pointformer.io.ply import read_ply_vertex_count
 
 SCANNET_TEST_SCENES = 100
@@ -72,7 +71,8 @@ def expected_scene_names(scans_dir: str | os.PathLike, scene_list: Optional[str 
     """Scene names the submission must cover: the lines of ``scene_list``, else the scene folders of ``scans_dir``."""
     scans_dir = Path(scans_dir)
     if not scans_dir.is_dir():
-        raise ValueError(f"--scans {scans_dir}: folder not found (expected RAW_ROOT/scans_test with one folder per scene)")
+        raise ValueError(f"--scans {scans_dir}: folder not found "
+                         "(expected RAW_ROOT/scans_test with one folder per scene)")
     if scene_list is not None:
         path = Path(scene_list)
         if not path.is_file():
@@ -121,7 +121,8 @@ def _validate_archive(zf: zipfile.ZipFile, scans_dir: Path, expected: list[str],
     for name in files:
         parts = name.split("/")
         if name.startswith("/") or "\\" in name or ".." in parts or re.match(r"^[A-Za-z]:", name):
-            problems.append(Problem(name, "unsafe entry name (absolute, backslashes or '..'): use plain relative paths"))
+            problems.append(Problem(name, "unsafe entry name (absolute, backslashes or '..'): "
+                                          "use plain relative paths"))
 
     # Root: the scene files must be at the archive root; detect one enclosing folder and check inside it.
     root = ""
@@ -270,34 +271,3 @@ def _validate_mask(zf: zipfile.ZipFile, entry: str, where: str, num_vertices: Op
     if num_vertices is not None and count != num_vertices:
         report.problems.append(Problem(entry, f"{count} lines but the scene's mesh has {num_vertices} vertices; "
                                               f"listed at {where}"))
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="pointformer validate-submission",
-        description="Check a ScanNet 3D instance benchmark submission zip before uploading it. "
-                    "Prints every problem; exits 1 if there is any.")
-    parser.add_argument("submission", help="the submission .zip")
-    parser.add_argument("--scans", required=True, help="RAW_ROOT/scans_test: one folder per test scene with its "
-                                                       "<scene>_vh_clean_2.ply")
-    parser.add_argument("--scene-list", help="file with the expected scene names, one a line (default: the scene "
-                                             "folders of --scans)")
-    parser.add_argument("--dataset", choices=DATASETS, default="scannet", help="class id set (default scannet)")
-    parser.add_argument("--quiet", action="store_true", help="print problems only, no warnings")
-    args = parser.parse_args(list(argv) if argv is not None else None)
-    try:
-        report = validate_submission(args.submission, args.scans, dataset=args.dataset, scene_list=args.scene_list)
-    except ValueError as exc:
-        print(f"pointformer validate-submission: error: {exc}", file=sys.stderr)
-        return 2
-    for problem in report.problems:
-        print(f"PROBLEM {problem}")
-    if not args.quiet:
-        for warning in report.warnings:
-            print(f"warning {warning}")
-    print(report.summary())
-    return 0 if report.ok else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,5 +1,5 @@
-"""Turn one scene's decoder predictions into instances — no matching, and no NMS for the ownership
-form — and map token masks back to points / mesh vertices.
+"""Turn one scene's decoder predictions into instances over its tokens — no matching, and no NMS for
+the ownership form. (Token masks become point instances in ``pointformer.inference.instances``.)
 
 * ownership (``influencer``): owner(p) = argmax over {background, queries} of the logits (= of π);
   mask_q = the tokens q owns (disjoint by construction); masks below ``min_size`` (in token-weight
@@ -11,82 +11,20 @@ form — and map token masks back to points / mesh vertices.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
+from pointformer.config import LossSettings
+from pointformer.inference.instances import InstancePrediction
+from pointformer.losses import get_loss
+
 ACTIVATIONS = ("ownership", "sigmoid")
-
-
-@dataclass
-class InstancePrediction:
-    """Instances of one scene.
-
-    Attributes:
-        masks: bool [M, P] (tokens) or [M, V] (points after `to_points`).
-        class_index: long [M], 0-based class index (into the model's C classes).
-        scores: float [M] confidence in [0, 1].
-        query_index: long [M], the query each instance came from.
-    """
-
-    masks: Tensor
-    class_index: Tensor
-    scores: Tensor
-    query_index: Tensor
-
-    def __len__(self) -> int:
-        return int(self.scores.shape[0])
-
-    def to_points(self, token_index: Tensor) -> "InstancePrediction":
-        """The same instances with masks over points: point i belongs to a mask iff its token does.
-
-        Args:
-            token_index: long [V], the token of every point (-1: a point outside every token, e.g.
-                dropped by voxelisation; it belongs to no mask).
-        """
-        return InstancePrediction(masks=token_masks_to_points(self.masks, token_index),
-                                  class_index=self.class_index, scores=self.scores, query_index=self.query_index)
-
-    def to_scene_prediction(self, token_index: Tensor, dataset_ids: tuple[int, ...] | list[int]) -> Any:
-        """The evaluator's / submission writer's `ScenePrediction` over the V vertices.
-
-        Args:
-            token_index: long [V], the token of every vertex (-1: none).
-            dataset_ids: dataset class id of each class index (e.g. SCANNET_INSTANCE_IDS).
-        Token masks travel as `SegmentMasks` (M·P memory instead of M·V) when every vertex has a token.
-        """
-        from pointformer.evaluation import ScenePrediction, SegmentMasks
-
-        ids = self.class_ids(dataset_ids).numpy()
-        scores = self.scores.detach().float().cpu().numpy()
-        if token_index.numel() and int(token_index.min()) >= 0:
-            masks: Any = SegmentMasks(self.masks.cpu().numpy(), token_index.cpu().numpy())
-        else:
-            masks = token_masks_to_points(self.masks, token_index).cpu().numpy()
-        return ScenePrediction(masks=masks, class_ids=ids, scores=scores)
-
-    def class_ids(self, dataset_ids: tuple[int, ...] | list[int]) -> Tensor:
-        """Dataset class ids (e.g. ScanNet nyu40 ids) of the instances: dataset_ids[class_index]."""
-        lut = torch.as_tensor(list(dataset_ids), dtype=torch.long)
-        if len(self) and int(self.class_index.max()) >= lut.numel():
-            raise ValueError(f"class index {int(self.class_index.max())} has no dataset id ({lut.numel()} given)")
-        return lut[self.class_index.cpu()]
-
-
-def token_masks_to_points(masks: Tensor, token_index: Tensor) -> Tensor:
-    """bool [M, P] token masks -> bool [M, V] point masks through `token_index` long [V] (-1 = none)."""
-    if token_index.dim() != 1 or token_index.dtype.is_floating_point:
-        raise ValueError(f"token_index must be an integer vector [V], got {token_index.dtype} {tuple(token_index.shape)}")
-    p = masks.shape[1]
-    if token_index.numel() and (int(token_index.max()) >= p or int(token_index.min()) < -1):
-        raise ValueError(f"token_index values must lie in [-1, {p}) for masks over {p} tokens, "
-                         f"got range [{int(token_index.min())}, {int(token_index.max())}]")
-    idx = token_index.to(masks.device).long()
-    # A padded all-False column at index P absorbs the points without a token.
-    padded = torch.cat([masks, masks.new_zeros(masks.shape[0], 1)], dim=1)
-    return padded[:, torch.where(idx < 0, torch.full_like(idx, p), idx)]
+# The keyword options each rule takes (the ``postprocess`` mapping of a loss config).
+OPTIONS = {"ownership": frozenset({"min_size", "classes_per_mask", "score_threshold"}),
+           "sigmoid": frozenset({"topk", "mask_threshold", "min_size", "score_threshold", "nms_iou"})}
 
 
 def _empty(p: int, device: torch.device) -> InstancePrediction:
@@ -240,8 +178,8 @@ def postprocess_scene(
     token_weight: Optional[Tensor] = None,
     **options: Any,
 ) -> InstancePrediction:
-    """Dispatch on the loss family's mask activation ("ownership" or "sigmoid", see
-    `pointformer.losses.mask_activation_for`). Options go to the chosen rule."""
+    """Dispatch on the loss family's mask activation ("ownership" or "sigmoid": the loss's registered
+    ``activation``). Options go to the chosen rule."""
     if activation == "ownership":
         if background_logits is None:
             raise ValueError("ownership postprocessing needs background_logits (the decoder's background slot)")
@@ -253,38 +191,33 @@ def postprocess_scene(
 
 @dataclass
 class Postprocessor:
-    """Configured postprocessing (the ``postprocess`` entry of a loss config).
+    """The postprocessing of a run: its loss's mask activation and the options of the rule.
 
     Attributes:
-        activation: "ownership" or "sigmoid".
-        options: keyword options of the rule (e.g. min_size, topk, nms_iou).
+        activation: "ownership" or "sigmoid" (the loss's, see ``pointformer.losses.registry``).
+        options: keyword options of the rule (``OPTIONS[activation]``, e.g. min_size, topk, nms_iou).
     """
 
     activation: str
-    options: dict[str, Any]
+    options: dict[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def from_settings(cls, loss: Any) -> "Postprocessor":
-        """The postprocessing of a run's loss settings (``pointformer.config.LossSettings``): the loss's
-        registered mask activation with the options of ``loss.postprocess``."""
-        from pointformer.losses import get_loss
-
-        return cls.from_config({"activation": get_loss(loss.name).activation, **dict(loss.postprocess)})
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "Postprocessor":
-        cfg = dict(cfg)
-        activation = cfg.pop("activation", None)
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"postprocess config: activation must be one of {ACTIVATIONS}, got {activation!r}")
-        allowed = {"ownership": {"min_size", "classes_per_mask", "score_threshold"},
-                   "sigmoid": {"topk", "mask_threshold", "min_size", "score_threshold", "nms_iou"}}[activation]
-        unknown = sorted(set(cfg) - allowed)
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"postprocess: activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        unknown = sorted(set(self.options) - OPTIONS[self.activation])
         if unknown:
-            raise ValueError(f"postprocess config: unknown options {unknown} for {activation!r}; allowed {sorted(allowed)}")
-        return cls(activation=activation, options=cfg)
+            raise ValueError(f"postprocess: unknown options {unknown} for {self.activation!r}; "
+                             f"allowed {sorted(OPTIONS[self.activation])}")
+
+    @classmethod
+    def from_settings(cls, loss: LossSettings) -> "Postprocessor":
+        """The postprocessing of a run's loss settings: the loss's registered mask activation with the
+        options of ``loss.postprocess``. ValueError for an unknown loss or option."""
+        return cls(activation=get_loss(loss.name).activation, options=dict(loss.postprocess))
 
     def __call__(self, mask_logits: Tensor, background_logits: Optional[Tensor], class_logits: Tensor,
                  token_weight: Optional[Tensor] = None) -> InstancePrediction:
+        """One scene: mask_logits [N, P], background_logits [P] or None, class_logits [N, C+1],
+        token_weight [P] -> instances over the P tokens, sorted by descending score."""
         return postprocess_scene(self.activation, mask_logits, background_logits, class_logits, token_weight,
                                  **self.options)

@@ -9,12 +9,13 @@ This module reads and writes that layout and any superset of it; every problem r
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
 
 import numpy as np
+
+from pointformer.io.atomic import atomic_write
 
 # A real header is a few hundred bytes; a file without `end_header` in this many bytes is not a PLY.
 _MAX_HEADER_BYTES = 1 << 16
@@ -303,13 +304,4 @@ def write_ply(path: str | os.PathLike, vertices: np.ndarray, *, colors: Optional
             f.write(vbytes.tobytes())
             f.write(fbytes)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write_body(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, write_body)

@@ -27,13 +27,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from pointformer.io.atomic import atomic_write_text
 from pointformer.io.ply import PlyFormatError, read_ply
 
 logger = logging.getLogger(__name__)
@@ -284,21 +284,6 @@ def write_segs_json(path: str | os.PathLike, seg_indices: np.ndarray, *, scene_i
             % (json.dumps(float(k_thresh)), int(seg_min_verts), json.dumps(scene_id),
                ",".join(map(str, seg.tolist()))))
     atomic_write_text(path, text)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text to a temporary file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def read_aggregation(path: str | os.PathLike, scene: str = "?") -> list[SegGroup]:

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+
+from pointformer.io.atomic import atomic_write, atomic_write_json
 
 FORMAT_VERSION = 1
 
@@ -69,7 +70,8 @@ class Scene:
                 got = f"{getattr(arr, 'dtype', type(arr))} ndim={getattr(arr, 'ndim', '?')}"
                 raise SceneFormatError(f"{where}: array {name!r} must be {dtype} with ndim={ndim}, got {got}")
             if arr.shape[0] != n or (ndim == 2 and arr.shape[1] != 3):
-                raise SceneFormatError(f"{where}: array {name!r} has shape {arr.shape}, expected ({n}{', 3' if ndim == 2 else ''})")
+                expected = f"({n}, 3)" if ndim == 2 else f"({n},)"
+                raise SceneFormatError(f"{where}: array {name!r} has shape {arr.shape}, expected {expected}")
         if n == 0:
             raise SceneFormatError(f"{where}: scene has no points")
         if not np.isfinite(self.xyz).all():
@@ -82,22 +84,6 @@ class Scene:
         return self
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through ``write(fileobj)`` to a temporary file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_scene(scene: Scene, path: str | os.PathLike) -> None:
     """Validate and write a scene atomically (no half-written file is ever visible under ``path``)."""
     path = Path(path)
@@ -108,7 +94,7 @@ def save_scene(scene: Scene, path: str | os.PathLike) -> None:
     arrays["scene_id"] = np.array(scene.scene_id)
     arrays["num_mesh_vertices"] = np.array(scene.num_mesh_vertices, dtype=np.int64)
     arrays["format_version"] = np.array(FORMAT_VERSION, dtype=np.int64)
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def load_scene(path: str | os.PathLike) -> Scene:
@@ -126,7 +112,8 @@ def load_scene(path: str | os.PathLike) -> Scene:
         raise SceneFormatError(f"{path}: missing arrays {missing}")
     version = int(contents["format_version"])
     if version != FORMAT_VERSION:
-        raise SceneFormatError(f"{path}: format version {version}, this pointformer reads {FORMAT_VERSION}; re-run preprocessing")
+        raise SceneFormatError(f"{path}: format version {version}, this pointformer reads {FORMAT_VERSION}; "
+                               "re-run preprocessing")
     scene = Scene(
         scene_id=str(contents["scene_id"]),
         num_mesh_vertices=int(contents["num_mesh_vertices"]),
@@ -153,8 +140,7 @@ class Manifest:
     format_version: int = FORMAT_VERSION
 
     def save(self, path: str | os.PathLike) -> None:
-        text = json.dumps(self.__dict__, indent=1, sort_keys=True).encode()
-        _atomic_write(Path(path), lambda f: f.write(text))
+        atomic_write_json(path, self.__dict__, indent=1, sort_keys=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Manifest":

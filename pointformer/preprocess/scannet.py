@@ -27,9 +27,10 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
+from pointformer.io.gt import write_gt_file
 from pointformer.io.labels import SCANNET_SEMANTIC_IDS, SCANNET_SEMANTIC_NAMES
 from pointformer.io.scannet import (
-    LABEL_MAP_NAME, SPLIT_FILE_NAMES, RawScanNetScene, SceneFiles, ScanNetFormatError, atomic_write_text, discover_scenes,
+    LABEL_MAP_NAME, SPLIT_FILE_NAMES, RawScanNetScene, SceneFiles, ScanNetFormatError, discover_scenes,
     file_sha1, read_label_map, read_scannet_scene, read_split_file,
 )
 from pointformer.io.scene import Manifest, Scene, SceneFormatError, load_scene, save_scene
@@ -80,11 +81,6 @@ def convert_scene(raw: RawScanNetScene) -> tuple[Scene, Optional[np.ndarray]]:
                   superpoint=superpoint.astype(np.int32).reshape(-1), semantic=semantic, instance=instance,
                   num_mesh_vertices=n, gt_ids=gt_ids)
     return scene, gt_ids
-
-
-def write_gt_file(path: str | os.PathLike, gt_ids: np.ndarray) -> None:
-    """The official GT txt: one integer per mesh vertex, atomically written."""
-    atomic_write_text(path, "\n".join(map(str, np.asarray(gt_ids).tolist())) + "\n")
 
 
 @dataclass

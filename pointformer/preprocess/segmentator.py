@@ -23,11 +23,6 @@ float rounding and tie order, more slowly.
 """
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
-from typing import Optional
-
 import numpy as np
 
 from pointformer.preprocess.introsort import std_sort_order
@@ -292,32 +287,3 @@ def segment_pure_python(vertices: np.ndarray, faces: np.ndarray, k_thresh: float
     order = stable_argsort_nonnegative(w)
     return segment_sorted_edges(int(np.asarray(vertices).shape[0]), ea[order].tolist(), eb[order].tolist(),
                                  w[order].tolist(), float(np.float32(k_thresh)), int(seg_min_verts))
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    """`pointformer superpoints MESH.ply [OUT.segs.json]`: write the official segs.json layout."""
-    from pointformer.io.ply import read_ply
-    from pointformer.io.scannet import write_segs_json
-
-    parser = argparse.ArgumentParser(
-        prog="pointformer superpoints",
-        description="Over-segment a triangle mesh (ScanNet Segmentator algorithm) and write a segs.json "
-                    "file in the layout of ScanNet's *_vh_clean_2.0.010000.segs.json.")
-    parser.add_argument("mesh", type=Path, help="triangle mesh (.ply with a face element)")
-    parser.add_argument("out", type=Path, nargs="?",
-                        help="output segs.json (default: next to the mesh, <mesh stem>.<kThresh>.segs.json)")
-    parser.add_argument("--k-thresh", type=float, default=DEFAULT_K_THRESH, help="kThresh (default 0.01)")
-    parser.add_argument("--seg-min-verts", type=int, default=DEFAULT_SEG_MIN_VERTS,
-                        help="minimum vertices per segment (default 20)")
-    args = parser.parse_args(argv)
-    out = args.out or args.mesh.with_name(f"{args.mesh.stem}.{args.k_thresh:.6f}.segs.json")
-    try:
-        mesh = read_ply(args.mesh, require_faces=True)
-        seg = segment_mesh(mesh.vertices, mesh.faces, args.k_thresh, args.seg_min_verts)
-        write_segs_json(out, seg, scene_id=args.mesh.stem, k_thresh=args.k_thresh,
-                        seg_min_verts=args.seg_min_verts)
-    except ValueError as exc:
-        print(f"pointformer superpoints: {exc}", file=sys.stderr)
-        return 1
-    print(f"{out}: {len(np.unique(seg))} segments over {seg.shape[0]} vertices")
-    return 0

@@ -23,10 +23,11 @@ from typing import Optional
 
 import numpy as np
 
+from pointformer.io.atomic import atomic_write_text
 from pointformer.io.ply import write_ply
 from pointformer.io.scannet import (
     AGGREGATION_SUFFIX, HIRES_AGGREGATION_SUFFIX, LABEL_MAP_NAME, LABELS_SUFFIX, MESH_SUFFIX, SEGS_SUFFIX,
-    SPLIT_FILE_NAMES, atomic_write_text, write_label_map, write_segs_json,
+    SPLIT_FILE_NAMES, write_label_map, write_segs_json,
 )
 from pointformer.preprocess.segmentator import segment_mesh
 from pointformer.synthetic.rooms import RAW_CATEGORIES, ROOM_TYPES, mesh_layout, object_colors, plan_room

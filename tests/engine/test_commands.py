@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from pointformer.data.toy import make_toy_scene, write_toy_split
-from pointformer.engine.cli import export_main, infer_main, train_main
-from pointformer.engine.infer import cell_superpoints
+from pointformer.cli.infer import main as infer_main
+from pointformer.cli.submission import export_main
+from pointformer.cli.train import main as train_main
+from pointformer.inference import cell_superpoints
 from pointformer.io.ply import write_ply
 
 
@@ -76,7 +78,8 @@ def test_demo_steps_at_reduced_size(tmp_path, capsys):
 
     torch.set_num_threads(1)
     summary = run_demo(tmp_path / "demo", scenes=4, test_scenes=1, vertices=2500, epochs=1, workers=1,
-                       progress=False, render=False, overrides=["trainer.val_every_epochs=1", "trainer.tensorboard=false"])
+                       progress=False, render=False,
+                       overrides=["trainer.val_every_epochs=1", "trainer.tensorboard=false"])
     out = capsys.readouterr().out
     assert "validation (1 rooms): mAP" in out and "OK: ready to upload" in out
     assert summary["submission_valid"] and summary["train_steps"] == 1
@@ -90,8 +93,59 @@ def test_demo_steps_at_reduced_size(tmp_path, capsys):
     assert export_main([summary["best_checkpoint"], str(demo / "raw"), str(tmp_path / "raw_sub.zip"),
                         "--preprocessed-dir", str(tmp_path / "pp")]) == 0
     text = capsys.readouterr().out
-    assert "preprocessing" in text and "OK: ready to upload" in text and (tmp_path / "pp" / "test" / "manifest.json").is_file()
+    assert "preprocessing" in text and "OK: ready to upload" in text
+    assert (tmp_path / "pp" / "test" / "manifest.json").is_file()
     # infer on a real mesh (faces -> segmentator superpoints)
     mesh = next((demo / "raw" / "scans_test").glob("*/*_vh_clean_2.ply"))
     assert infer_main([str(mesh), "--checkpoint", summary["best_checkpoint"], "--out", str(tmp_path / "inf")]) == 0
     assert "mesh segmentator" in capsys.readouterr().out
+
+
+LOSS_MODULE = '''
+import torch.nn.functional as F
+from pointformer.losses import LossDefinition, register_loss
+
+
+def quiet_terms(inputs, *, scale):
+    logits = inputs.class_logits.float()
+    no_object = logits.new_full((logits.shape[0],), logits.shape[1] - 1).long()
+    return {"mask": scale * inputs.mask_logits.float().sigmoid().mean(), "cls": F.cross_entropy(logits, no_object)}
+
+
+register_loss(LossDefinition(name="cli_quiet", terms=quiet_terms, activation="sigmoid", query_init="learned",
+                             uses_seeds=False, term_weights={"mask": 1.0, "cls": 1.0}, defaults={"scale": 1.0}))
+'''
+
+LOSS_CONFIG = """name: cli_quiet
+params: {scale: 0.5}
+term_weights: {mask: 1.0, cls: 1.0}
+layer_weights: null
+objectness_weight: 1.0
+postprocess: {topk: 20}
+"""
+
+
+def test_train_imports_a_users_loss_module_and_reads_their_config_folder(trained, tmp_path, monkeypatch, capsys):
+    root, _ = trained
+    (tmp_path / "code" / "cli_quiet_loss.py").parent.mkdir()
+    (tmp_path / "code" / "cli_quiet_loss.py").write_text(LOSS_MODULE)
+    (tmp_path / "configs" / "loss").mkdir(parents=True)
+    (tmp_path / "configs" / "loss" / "cli_quiet.yaml").write_text(LOSS_CONFIG)
+    monkeypatch.syspath_prepend(str(tmp_path / "code"))
+    run = tmp_path / "run"
+    common = [f"data.root={root}", f"run_dir={run}", "trainer.epochs=1", "trainer.max_steps=1", "trainer.batch_size=1",
+              "trainer.progress=false", "trainer.tensorboard=false", "trainer.num_workers=0",
+              "trainer.val_every_epochs=1", "model.decoder.eval_num_queries=null"]
+    assert train_main(["--import", "no_such_module_here", *common]) == 2
+    assert "--import no_such_module_here: cannot import it" in capsys.readouterr().err
+    assert train_main(["loss=cli_quiet", *common]) == 2  # no --config-dir: Hydra does not know the option
+    assert "cli_quiet" in capsys.readouterr().err
+    assert train_main(["--config-dir", str(tmp_path / "configs"), "--print-config", "loss=cli_quiet", *common]) == 0
+    assert "name: cli_quiet" in capsys.readouterr().out
+    assert train_main(["--import", "cli_quiet_loss", "--config-dir", str(tmp_path / "configs"), "loss=cli_quiet",
+                       *common]) == 0
+    capsys.readouterr()
+    from pointformer.cli.evaluate import evaluate_model_main
+
+    assert evaluate_model_main([str(run / "checkpoints" / "best.pt"), "--import", "cli_quiet_loss"]) == 0
+    assert "checkpoint step 1" in capsys.readouterr().out

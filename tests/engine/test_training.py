@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from pointformer.data.toy import write_toy_split
-from pointformer.engine.cli import evaluate_main, train_main
+from pointformer.cli.evaluate import evaluate_model_main as evaluate_main
+from pointformer.cli.train import main as train_main
 from pointformer.build import build_model
 from pointformer.config import RunSettings
 from pointformer.config.compose import ConfigError, compose_config, group_options

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pointformer.evaluation import ScenePrediction, evaluate_folders, evaluate_scenes, read_gt_ids, write_gt_file
-from pointformer.evaluation.cli import main as evaluate_main
+from pointformer.cli.evaluate import evaluate_main
 from pointformer.evaluation.files import EvaluationInputError, parse_int_lines
 from pointformer.export import write_prediction_folder
 
@@ -86,7 +86,7 @@ def test_scenes_without_prediction_are_reported_or_rejected(folders, capsys):
     pred_dir, gt_dir, names, *_ = folders
     (pred_dir / f"{names[0]}.txt").unlink()
     assert evaluate_main([str(pred_dir), str(gt_dir), "--quiet"]) == 0
-    assert f"1 GT scene(s) have no prediction file" in capsys.readouterr().err
+    assert "1 GT scene(s) have no prediction file" in capsys.readouterr().err
     with pytest.raises(EvaluationInputError, match=names[0]):
         evaluate_folders(pred_dir, gt_dir, require_all_scenes=True)
 

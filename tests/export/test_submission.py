@@ -11,7 +11,7 @@ from plyfile import PlyData, PlyElement
 
 from pointformer.evaluation import ScenePrediction, SegmentMasks, evaluate_folders, evaluate_scenes
 from pointformer.export import validate_submission, write_prediction_folder, write_submission
-from pointformer.export.validate import main as validate_main
+from pointformer.cli.submission import validate_main
 
 SCENES = {"scene0707_00": 700, "scene0708_00": 450, "scene0709_00": 1200}
 

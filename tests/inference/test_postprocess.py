@@ -4,14 +4,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pointformer.config import LossSettings
+from pointformer.inference.instances import InstancePrediction, token_masks_to_points
 from pointformer.inference.postprocess import (
-    InstancePrediction,
     Postprocessor,
     mask_nms,
     postprocess_ownership,
     postprocess_scene,
     postprocess_sigmoid,
-    token_masks_to_points,
 )
 
 
@@ -99,8 +99,6 @@ def test_token_masks_to_points_and_vertices():
     assert token_masks_to_points(pts, vertex_point).tolist() == [[True, False, True], [False, False, False]]
     with pytest.raises(ValueError, match="token_index values"):
         token_masks_to_points(masks, torch.tensor([0, 3]))
-    pred = InstancePrediction(masks, torch.tensor([0, 1]), torch.tensor([0.5, 0.4]), torch.tensor([0, 1]))
-    assert pred.to_points(token_index).masks.shape == (2, 6)
 
 
 @pytest.mark.parametrize("with_unassigned", [False, True])
@@ -127,6 +125,23 @@ def test_empty_predictions_and_dispatch_errors():
     with pytest.raises(ValueError, match="class_logits"):
         postprocess_sigmoid(mask, torch.zeros(3, 3))
     with pytest.raises(ValueError, match="unknown options"):
-        Postprocessor.from_config({"activation": "ownership", "topk": 5})
-    post = Postprocessor.from_config({"activation": "sigmoid", "topk": 5, "nms_iou": None})
+        Postprocessor("ownership", {"topk": 5})
+    with pytest.raises(ValueError, match="activation must be one of"):
+        Postprocessor("softmax")
+    post = Postprocessor("sigmoid", {"topk": 5, "nms_iou": None})
     assert len(post(torch.full((2, 5), 9.0), None, cls)) == 4
+
+
+def _loss_settings(name: str, **postprocess) -> LossSettings:
+    return LossSettings(name=name, params={}, term_weights={}, layer_weights=None, objectness_weight=0.0,
+                        postprocess=postprocess)
+
+
+def test_postprocessor_from_settings_takes_the_activation_from_the_loss_registry():
+    assert Postprocessor.from_settings(_loss_settings("influencer", min_size=3)) == Postprocessor("ownership",
+                                                                                                   {"min_size": 3})
+    assert Postprocessor.from_settings(_loss_settings("hungarian", topk=7)).activation == "sigmoid"
+    with pytest.raises(ValueError, match="unknown loss"):
+        Postprocessor.from_settings(_loss_settings("no_such_loss"))
+    with pytest.raises(ValueError, match="unknown options"):
+        Postprocessor.from_settings(_loss_settings("influencer", topk=5))  # a sigmoid option

@@ -179,8 +179,8 @@ def _damage(name, folder, sid):
     raise AssertionError(name)
 
 
-DAMAGES = ["missing mesh", "truncated mesh", "corrupt mesh header", "empty mesh", "missing labels", "labels vertex count",
-           "labels coordinates", "segIndices length", "segs not json", "unknown segments",
+DAMAGES = ["missing mesh", "truncated mesh", "corrupt mesh header", "empty mesh", "missing labels",
+           "labels vertex count", "labels coordinates", "segIndices length", "segs not json", "unknown segments",
            "unknown raw category", "malformed segGroup"]
 
 

@@ -11,7 +11,7 @@ import pytest
 from pointformer.io.labels import SCANNET_SEMANTIC_IDS, SCANNET_SEMANTIC_NAMES
 from pointformer.io.scene import Manifest, load_scene
 from pointformer.preprocess import scannet as P
-from pointformer.preprocess.cli import main as cli_main
+from pointformer.cli.preprocess import preprocess_main as cli_main
 from pointformer.synthetic.scannet import generate_scannet
 
 

@@ -11,7 +11,7 @@ from scipy.spatial import cKDTree
 
 from pointformer.io.labels import SCANNET_INSTANCE_IDS
 from pointformer.io.ply import read_ply, read_ply_header
-from pointformer.synthetic.cli import main as synth_main
+from pointformer.cli.synth import main as synth_main
 from pointformer.synthetic.scannet import generate_scannet, generate_scene
 
 

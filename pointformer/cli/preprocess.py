@@ -1,4 +1,10 @@
-"""`pointformer preprocess scannet RAW_ROOT OUT_DIR [--workers N] ...`: raw dataset -> preprocessed scenes."""
+"""Data preparation commands.
+
+* ``pointformer preprocess scannet RAW_ROOT OUT_DIR [--workers N] ...``: raw dataset -> preprocessed scenes
+  (``pointformer.preprocess.scannet``).
+* ``pointformer superpoints MESH.ply [OUT.segs.json]``: the mesh segmentator, written in the official
+  segs.json layout (``pointformer.preprocess.segmentator``).
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,10 +12,10 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 
-def _add_scannet(sub) -> None:
+def _add_scannet(sub: Any) -> None:  # sub: the parser's subparsers action
     p = sub.add_parser("scannet", help="ScanNet v2 release (scans/, scans_test/, label tsv, split files)",
                        description="Convert a ScanNet v2 release into preprocessed scenes (OUT_DIR/<split>/"
                                    "<scene>.npz + manifest.json) and evaluation GT (OUT_DIR/gt/<split>/<scene>.txt). "
@@ -53,12 +59,47 @@ def _run_scannet(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def preprocess_main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="pointformer preprocess",
                                      description="Convert a raw dataset into preprocessed scenes.")
     sub = parser.add_subparsers(dest="dataset", required=True)
     _add_scannet(sub)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(None if argv is None else list(argv))
     if args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     return _run_scannet(args)
+
+
+def superpoints_main(argv: Optional[Sequence[str]] = None) -> int:
+    """`pointformer superpoints MESH.ply [OUT.segs.json]`: write the official segs.json layout."""
+    from pointformer.preprocess.segmentator import DEFAULT_K_THRESH, DEFAULT_SEG_MIN_VERTS
+
+    parser = argparse.ArgumentParser(
+        prog="pointformer superpoints",
+        description="Over-segment a triangle mesh (ScanNet Segmentator algorithm) and write a segs.json "
+                    "file in the layout of ScanNet's *_vh_clean_2.0.010000.segs.json.")
+    parser.add_argument("mesh", type=Path, help="triangle mesh (.ply with a face element)")
+    parser.add_argument("out", type=Path, nargs="?",
+                        help="output segs.json (default: next to the mesh, <mesh stem>.<kThresh>.segs.json)")
+    parser.add_argument("--k-thresh", type=float, default=DEFAULT_K_THRESH, help="kThresh (default 0.01)")
+    parser.add_argument("--seg-min-verts", type=int, default=DEFAULT_SEG_MIN_VERTS,
+                        help="minimum vertices per segment (default 20)")
+    args = parser.parse_args(None if argv is None else list(argv))
+
+    import numpy as np
+
+    from pointformer.io.ply import read_ply
+    from pointformer.io.scannet import write_segs_json
+    from pointformer.preprocess.segmentator import segment_mesh
+
+    out = args.out or args.mesh.with_name(f"{args.mesh.stem}.{args.k_thresh:.6f}.segs.json")
+    try:
+        mesh = read_ply(args.mesh, require_faces=True)
+        seg = segment_mesh(mesh.vertices, mesh.faces, args.k_thresh, args.seg_min_verts)
+        write_segs_json(out, seg, scene_id=args.mesh.stem, k_thresh=args.k_thresh,
+                        seg_min_verts=args.seg_min_verts)
+    except ValueError as exc:
+        print(f"pointformer superpoints: {exc}", file=sys.stderr)
+        return 1
+    print(f"{out}: {len(np.unique(seg))} segments over {seg.shape[0]} vertices")
+    return 0

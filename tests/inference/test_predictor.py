@@ -1,0 +1,79 @@
+"""The Predictor: checkpoint → settings → model; the same predictions as validation during training."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pointformer.build import build_model
+from pointformer.config import ConfigError, RunSettings, compose_config
+from pointformer.config.compose import plain_config, to_yaml
+from pointformer.data.collate import collate_scenes
+from pointformer.data.toy import write_toy_split
+from pointformer.engine.task import InstanceSegmentationTask
+from pointformer.inference import Predictor
+from pointformer.io.checkpoint import CheckpointError, write_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """An untrained tiny model's checkpoint (predictions need not be good to be compared)."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("pre")
+    write_toy_split(root, "train", num_scenes=1, seed=0, num_points=900, num_objects=3)
+    write_toy_split(root, "val", num_scenes=2, seed=1, num_points=900, num_objects=3)
+    cfg = compose_config([f"data.root={root}", "data.color_mean=[120.0,110.0,100.0]", "data.color_std=[60.0,60.0,60.0]",
+                          "model.decoder.eval_num_queries=20"])
+    torch.manual_seed(0)
+    model = build_model(RunSettings.from_config(cfg))
+    path = write_checkpoint(root.parent / "ckpt.pt", {"model": model.state_dict(), "step": 3, "epoch": 0,
+                                                      "config": to_yaml(plain_config(cfg))})
+    return root, path
+
+
+def test_split_predictions_equal_the_validation_path(checkpoint):
+    root, path = checkpoint
+    predictor = Predictor.from_checkpoint(path, device="cpu")
+    assert predictor.step == 3 and not predictor.model.training
+    dataset, scenes = predictor.predict_split("val", progress=False)
+    assert [s.scene_id for s in scenes] == [dataset.scene_ids[i] for i in range(len(dataset))]
+    task = InstanceSegmentationTask.from_settings(predictor.settings, class_ids=dataset.thing_class_ids)
+    for i, scene in enumerate(scenes):
+        expected = task.predict(predictor.model, collate_scenes([dataset[i]]))[0]
+        np.testing.assert_array_equal(scene.prediction.dense_masks(), expected.dense_masks())
+        np.testing.assert_array_equal(scene.prediction.scores, expected.scores)
+        np.testing.assert_array_equal(scene.prediction.class_ids, expected.class_ids)
+        assert scene.gt_ids is not None and scene.prediction.num_vertices == scene.num_mesh_vertices
+    result = predictor.evaluate(scenes)
+    assert 0.0 <= result.map <= 1.0
+
+
+def test_predict_scan_on_arrays_matches_the_split_prediction(checkpoint):
+    _, path = checkpoint
+    predictor = Predictor.from_checkpoint(path, device="cpu")
+    dataset, scenes = predictor.predict_split("val", limit=1, progress=False)
+    raw = dataset.load(0)
+    out = predictor.predict_scan(raw.xyz, raw.rgb, normals=raw.normals, superpoint=raw.superpoint)
+    assert out.instance.shape == (raw.num_points,) and out.instance.dtype == np.int32
+    assert out.instance.max() == len(out.class_ids) == len(out.class_names) == len(out.scores)
+    assert all(out.num_points[k] == (out.instance == k + 1).sum() for k in range(len(out.scores)))
+    assert set(out.class_names) <= {"cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf",
+                                    "picture", "counter", "desk", "curtain", "refrigerator", "shower curtain",
+                                    "toilet", "sink", "bathtub", "otherfurniture"}
+    # the same scene through the dataset pipeline: the same best instance
+    best = scenes[0].prediction
+    assert out.scores[0] == pytest.approx(float(best.scores.max()))
+    cells = predictor.predict_scan(raw.xyz, raw.rgb)  # no superpoints: 0.1 m cells, no normals
+    assert cells.instance.shape == (raw.num_points,)
+    with pytest.raises(ValueError, match="rgb has 3 rows"):
+        predictor.predict_scan(raw.xyz, raw.rgb[:3])
+
+
+def test_bad_checkpoints_and_overrides_are_clear_errors(checkpoint, tmp_path):
+    _, path = checkpoint
+    with pytest.raises(CheckpointError, match="not found"):
+        Predictor.from_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(ConfigError, match="fixed by the checkpoint"):
+        Predictor.from_checkpoint(path, ["model=base"])
+    with pytest.raises(CheckpointError, match="weights do not fit"):
+        Predictor.from_checkpoint(path, ["model.decoder.hidden_dim=48"])
