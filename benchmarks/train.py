@@ -40,7 +40,7 @@ def _single(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from pointformer.engine.config import compose_config
+    from pointformer.config.compose import compose_config
     from pointformer.engine.metrics_log import read_metrics
     from pointformer.engine.run import run_training
 

@@ -23,6 +23,7 @@ from pointformer.engine.distributed import DistInfo, broadcast_object
 from pointformer.engine.hooks import Hook
 from pointformer.engine.task import InstanceSegmentationTask
 from pointformer.engine.trainer import FitResult, Task, Trainer, seed_everything
+from pointformer.io.atomic import atomic_write_text
 
 log = logging.getLogger("pointformer")
 
@@ -105,8 +106,8 @@ def run_training(cfg: DictConfig, *, dist_info: DistInfo = DistInfo(), overrides
         if previous.is_file() and previous.read_text() != config_yaml:
             stamp = _dt.datetime.fromtimestamp(previous.stat().st_mtime).strftime("%Y-%m-%d_%H-%M-%S")
             previous.rename(run_dir / f"config.{stamp}.yaml")
-        previous.write_text(config_yaml)
-        (run_dir / "overrides.txt").write_text("\n".join(overrides) + ("\n" if overrides else ""))
+        atomic_write_text(previous, config_yaml)
+        atomic_write_text(run_dir / "overrides.txt", "\n".join(overrides) + ("\n" if overrides else ""))
     setup_logging(run_dir, dist_info)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("run %s: %d train / %s val scenes, model %s (%.2fM parameters), loss %s, %d process(es)",
