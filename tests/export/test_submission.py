@@ -1,7 +1,6 @@
 """Submission writer -> validator round trip, and every kind of broken submission caught."""
 from __future__ import annotations
 
-import io
 import zipfile
 from pathlib import Path
 
