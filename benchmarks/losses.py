@@ -24,7 +24,7 @@ from typing import Callable
 
 import torch
 
-from pointformer.losses import LOSS_FUNCTIONS, mask_activation_for
+from pointformer.losses import SceneInputs, TokenTargets, get_loss, registered_losses, scene_loss
 
 DEFAULT_LOSSES = ("influencer", "influencer_sigmoid", "hungarian", "greedy", "influencer_unseeded",
                   "hungarian_mask3d_style")
@@ -104,15 +104,23 @@ REFERENCE_LOSSES = {"hungarian_mask3d_style": mask3d_style_hungarian}
 
 
 def make_step(name: str, scene) -> Callable[[], torch.Tensor]:
+    """One forward+backward of a loss on one scene: a registered loss through ``scene_loss``, or a
+    reference implementation (same seven tensors)."""
     mask0, bg0, cls0, inst, weight, classes, seeds = scene
-    fn = REFERENCE_LOSSES.get(name) or LOSS_FUNCTIONS[name]
-    ownership = name in LOSS_FUNCTIONS and mask_activation_for(name) == "ownership"
+    reference = REFERENCE_LOSSES.get(name)
+    ownership = reference is None and get_loss(name).activation == "ownership"
+    targets = TokenTargets(inst, weight, classes)
 
     def step() -> torch.Tensor:
         mask = mask0.detach().requires_grad_()
         bg = bg0.detach().requires_grad_()
         cls = cls0.detach().requires_grad_()
-        loss = fn(mask, bg if ownership else None, cls, inst, weight, classes, seeds)["loss"]
+        if reference is not None:
+            loss = reference(mask, bg, cls, inst, weight, classes, seeds)["loss"]
+        else:
+            inputs = SceneInputs(mask_logits=mask, class_logits=cls, targets=targets,
+                                 background_logits=bg if ownership else None, query_seed_token=seeds)
+            loss = scene_loss(name, inputs)["loss"]
         loss.backward()
         return loss
 
@@ -128,25 +136,24 @@ def measure_side_by_side(names: list[str], scene, repeats: int, device: torch.de
 def make_criterion_step(name: str, batch: int, layers: int, n: int, k: int, p: int, c: int,
                         device: torch.device) -> Callable[[], torch.Tensor]:
     """One training step's loss: InstanceCriterion over `batch` scenes and `layers` decoder stages."""
-    from types import SimpleNamespace
-
-    from pointformer.losses import InstanceCriterion, TokenTargets
+    from pointformer.losses import InstanceCriterion, StagePrediction
 
     scenes = [make_scene(n, k, p, c, device, seed=b) for b in range(batch)]
     targets = [TokenTargets(sc[3], sc[4], sc[5]) for sc in scenes]
     seeds = [sc[6] for sc in scenes]
     criterion = InstanceCriterion(loss=name)
-    ownership = mask_activation_for(name) == "ownership"
+    ownership = get_loss(name).activation == "ownership"
     g = torch.Generator().manual_seed(1)
     base = [[(torch.randn(n, p, generator=g) * 3).to(device), torch.randn(p, generator=g).to(device),
              torch.randn(n, c + 1, generator=g).to(device)] for _ in range(layers * batch)]
 
     def step() -> torch.Tensor:
         leaves = [[t.detach().requires_grad_() for t in trio] for trio in base]
-        stages = [SimpleNamespace(mask_logits=[leaves[i * batch + b][0] for b in range(batch)],
-                                  background_logits=[leaves[i * batch + b][1] for b in range(batch)] if ownership else None,
-                                  class_logits=[leaves[i * batch + b][2] for b in range(batch)])
-                  for i in range(layers)]
+        stages = []
+        for i in range(layers):
+            trios = leaves[i * batch:(i + 1) * batch]
+            stages.append(StagePrediction(mask_logits=[t[0] for t in trios], class_logits=[t[2] for t in trios],
+                                          background_logits=[t[1] for t in trios] if ownership else None))
         loss = criterion(stages, seeds, targets)["loss"]
         loss.backward()
         return loss
@@ -230,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, nargs="+", default=[50, 100, 200, 400])
     ap.add_argument("--instances", type=int, nargs="+", default=[5, 20, 60])
     ap.add_argument("--tokens", type=int, nargs="+", default=[1024, 4096, 16384])
-    ap.add_argument("--losses", nargs="+", default=list(DEFAULT_LOSSES), choices=sorted(LOSS_FUNCTIONS) + sorted(REFERENCE_LOSSES))
+    ap.add_argument("--losses", nargs="+", default=list(DEFAULT_LOSSES),
+                    choices=sorted(registered_losses()) + sorted(REFERENCE_LOSSES))
     ap.add_argument("--classes", type=int, default=18)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -248,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         batch, layers = args.criterion
         device = torch.device(args.device)
         n, k, p = args.queries[0], args.instances[0], args.tokens[0]
-        names = [x for x in args.losses if x in LOSS_FUNCTIONS]
+        names = [x for x in args.losses if x not in REFERENCE_LOSSES]  # the criterion runs registered losses
         steps = {x: make_criterion_step(x, batch, layers, n, k, p, args.classes, device) for x in names}
         for x, r in time_steps(steps, args.repeats, device).items():
             print(json.dumps({"event": "criterion", "loss": x, "batch": batch, "layers": layers, "N": n, "K": k,

@@ -12,9 +12,12 @@ are grid cells taken per object, the cell size tuned to give ~2k superpoints (Sc
 ~100-150k vertices and ~1-3k segmentator superpoints).
 
 The loss is a proxy (mean of squared logits of every stage); the real criteria are benchmarked with
-the losses. Prints one JSON line per measurement.
+the losses. ``--loss`` only chooses the decoder setup that loss declares (mask activation and query
+initialisation, ``pointformer.losses.query_setup``; default ``influencer``: ownership, seeded).
+Prints one JSON line per measurement.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/model.py [--configs tiny base] [--backends torch minkowski]
+                                                           [--loss influencer]
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ import numpy as np
 import torch
 
 from pointformer.data.toy import make_toy_scene
+from pointformer.losses import query_setup
 from pointformer.models.build import build_model, load_model_config
 from pointformer.models.segmentor import InstanceSegmentor3D, PointBatch
 from pointformer.models.tokens import superpoint_tokens
@@ -104,7 +108,8 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def staged_step(model: InstanceSegmentor3D, batch: PointBatch, device: torch.device, *, train: bool) -> dict[str, float]:
+def staged_step(model: InstanceSegmentor3D, batch: PointBatch, device: torch.device, *,
+                train: bool) -> dict[str, float]:
     """One forward (eval: no grad) or forward+backward (train) timed per stage. For the backward, the
     stages are cut at detached leaves and backpropagated one by one (decoder, pooling, backbone), so
     each stage's forward + backward is measured."""
@@ -146,7 +151,8 @@ def run_single(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     cfg = load_model_config(args.single_config)
     cfg.backbone.backend = args.single_backend
-    model = build_model(cfg).to(device)
+    setup = query_setup(args.loss)
+    model = build_model(cfg, mask_activation=setup.mask_activation, query_init=setup.query_init).to(device)
     xyz, colour, sp = make_scene(args.points, args.superpoints)
     batch = PointBatch.from_scenes([(xyz, colour, sp)]).to(device)
     mode = args.single_mode
@@ -188,7 +194,8 @@ def run_single(args: argparse.Namespace) -> None:
     staged_total = sum(best.values())
     print(json.dumps({
         "config": args.single_config, "backend": args.single_backend, "mode": mode, "device": str(device),
-        "threads": args.threads, "points": int(xyz.shape[0]), **info, "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+        "loss": args.loss, "threads": args.threads, "points": int(xyz.shape[0]), **info,
+        "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "time_min_s": round(min(totals), 3), "time_median_s": round(statistics.median(totals), 3),
         "time_runs_s": [round(t, 3) for t in totals], "peak_mem_MB": round(peak / 2**20, 1),
         "stage_min_s": {k: round(v, 3) for k, v in best.items()},
@@ -206,6 +213,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--loss", default="influencer", help="the loss whose decoder setup the model gets")
     parser.add_argument("--single-config", help=argparse.SUPPRESS)
     parser.add_argument("--single-backend", help=argparse.SUPPRESS)
     parser.add_argument("--single-mode", help=argparse.SUPPRESS)
@@ -219,13 +227,15 @@ def main() -> None:
 
         backends = ["torch"] + (["minkowski"] if minkowski_available() else [])
         if len(backends) == 1:
-            print(json.dumps({"note": "MinkowskiEngine not installed: torch backend only (make minkowski)"}), flush=True)
+            print(json.dumps({"note": "MinkowskiEngine not installed: torch backend only (make minkowski)"}),
+                  flush=True)
     for config in args.configs:
         for backend in backends:
             for mode in args.modes:
                 cmd = [sys.executable, __file__, "--single-config", config, "--single-backend", backend,
                        "--single-mode", mode, "--points", str(args.points), "--superpoints", str(args.superpoints),
-                       "--repeat", str(args.repeat), "--threads", str(args.threads), "--device", args.device]
+                       "--repeat", str(args.repeat), "--threads", str(args.threads), "--device", args.device,
+                       "--loss", args.loss]
                 result = subprocess.run(cmd, capture_output=True, text=True)
                 if result.returncode != 0:
                     print(json.dumps({"config": config, "backend": backend, "mode": mode,

@@ -9,7 +9,9 @@ import torch
 from pointformer.evaluation import evaluate_scenes
 from pointformer.inference.postprocess import postprocess_scene
 from pointformer.io.labels import SCANNET_INSTANCE_IDS
-from pointformer.losses import LOSS_FUNCTIONS, mask_activation_for
+from pointformer.losses import SceneInputs, TokenTargets, get_loss, registered_losses, scene_loss
+
+NAMES = sorted(n for n in registered_losses() if get_loss(n).terms.__module__.startswith("pointformer.losses"))
 
 
 def toy_scene(seed=0, num_instances=4, tokens_per_instance=5, background_tokens=10, num_queries=12):
@@ -34,19 +36,22 @@ def fit_free_logits(name, inst, weight, classes, seeds, *, steps=300, seed=0):
     bg = torch.randn(p, generator=g).requires_grad_()
     cls = torch.randn(n, c + 1, generator=g).requires_grad_()
     opt = torch.optim.Adam([mask, bg, cls], lr=0.1)
-    fn = LOSS_FUNCTIONS[name]
+    targets = TokenTargets(inst, weight, classes)
     for _ in range(steps):
         opt.zero_grad()
-        fn(mask, bg, cls, inst, weight, classes, seeds)["loss"].backward()
+        inputs = SceneInputs(mask_logits=mask, class_logits=cls, targets=targets,
+                             background_logits=bg if get_loss(name).activation == "ownership" else None,
+                             query_seed_token=seeds)
+        scene_loss(name, inputs)["loss"].backward()
         opt.step()
     return mask.detach(), bg.detach(), cls.detach()
 
 
-@pytest.mark.parametrize("name", sorted(LOSS_FUNCTIONS))
+@pytest.mark.parametrize("name", NAMES)
 def test_free_logits_recover_partition_and_ap_is_one(name):
     inst, weight, classes, seeds, token_index, gt_ids = toy_scene()
     mask, bg, cls = fit_free_logits(name, inst, weight, classes, seeds)
-    activation = mask_activation_for(name)
+    activation = get_loss(name).activation
     pred = postprocess_scene(activation, mask, bg, cls, weight)
     # The top-scoring prediction of every instance is exactly its token set with its class.
     for k in range(classes.numel()):

@@ -1,10 +1,17 @@
-"""Learning check: a tiny QueryDecoder over procedurally generated token scenes, trained with the
-Influencer Loss, reaches a clearly non-trivial AP50 (the collapse of the unseeded form would not).
+"""Learning check: a tiny QueryDecoder trained on procedurally generated token scenes.
 
-Token scenes: 3–8 instances (compact blobs standing on a floor) of 5 classes, floor tokens as
-background. Token features carry what a backbone would provide: position, a noisy instance centre
-("vote") and its squared norm (so a dot-product mask head can express −‖c_q − c_p‖²), a noisy class
-code and a noisy foreground flag.
+Token scenes: 3–8 instances (compact Gaussian blobs, centres at least 0.25 apart, above a floor) of
+5 classes, floor tokens as background. The token features are fixed (no backbone is trained):
+the position, its squared norm (so that a dot-product mask head can express −‖s_q − x_p‖², a
+distance to the query's seed), a noisy one-hot class code and a noisy foreground flag. The
+class code and the flag come from the ground truth (what a semantic backbone would provide); no
+feature carries the instance identity: telling two instances apart, also two of the same class,
+has to come from the queries and the geometry.
+
+What the fast test checks (one seed, 80 steps each, AP with the project's ScanNet evaluator on 16
+held-out scenes): the seeded Influencer Loss reaches AP50 > 0.5, and it beats by more than 0.3
+AP50 both the untrained decoder and the unseeded ablation (``influencer_unseeded``: learned
+queries, every query a candidate for every instance) trained the same 80 steps.
 """
 from __future__ import annotations
 
@@ -15,10 +22,10 @@ import pytest
 import torch
 
 from pointformer.io.labels import SCANNET_INSTANCE_IDS
-from pointformer.losses import InstanceCriterion, TokenTargets, mask_activation_for
+from pointformer.losses import InstanceCriterion, TokenTargets, query_setup
 
 NUM_CLASSES = 5
-FEATURE_DIM = 3 + 3 + 1 + NUM_CLASSES + 1
+FEATURE_DIM = 3 + 1 + NUM_CLASSES + 1
 
 
 def make_token_scene(rng: np.random.Generator):
@@ -42,14 +49,12 @@ def make_token_scene(rng: np.random.Generator):
     pos_a = np.concatenate(pos)
     inst_a = np.concatenate(inst)
     p = len(inst_a)
-    centre = np.where(inst_a[:, None] > 0, np.array(centres + [np.zeros(3)])[inst_a - 1], pos_a)
-    centre = centre + rng.normal(0, 0.02, size=(p, 3))
     code = np.zeros((p, NUM_CLASSES))
     fg = inst_a > 0
     code[fg, classes[inst_a[fg] - 1]] = 1.0
     code += rng.normal(0, 0.3, size=code.shape)
     flag = fg.astype(float) + rng.normal(0, 0.3, size=p)
-    feats = np.column_stack([pos_a, centre * 3, (centre ** 2).sum(1, keepdims=True) * 3, code, flag])
+    feats = np.column_stack([pos_a * 3, (pos_a ** 2).sum(1, keepdims=True) * 3, code, flag])  # no instance id
     weights = rng.integers(20, 60, size=p).astype(np.float32)
     return (torch.tensor(feats, dtype=torch.float32), torch.tensor(pos_a, dtype=torch.float32),
             torch.tensor(weights), torch.tensor(inst_a, dtype=torch.long), torch.tensor(classes, dtype=torch.long))
@@ -71,7 +76,8 @@ def gt_ids_of(target: TokenTargets) -> tuple[np.ndarray, torch.Tensor]:
     token_index = torch.repeat_interleave(torch.arange(target.num_tokens), target.token_weight.long())
     nyu = torch.tensor(SCANNET_INSTANCE_IDS[:NUM_CLASSES])
     inst = target.token_instance
-    ids = torch.where(inst > 0, nyu[target.instance_class[(inst - 1).clamp_min(0)]] * 1000 + inst, torch.zeros_like(inst))
+    ids = torch.where(inst > 0, nyu[target.instance_class[(inst - 1).clamp_min(0)]] * 1000 + inst,
+                      torch.zeros_like(inst))
     return ids[token_index].numpy().astype(np.int64), token_index
 
 
@@ -84,10 +90,10 @@ def train_and_evaluate(loss: str, *, steps: int, seed: int = 0, batch: int = 4, 
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    activation = mask_activation_for(loss)
+    setup = query_setup(loss)  # the loss's mask activation and queries (learned for matching and the ablation)
+    activation = setup.mask_activation
     decoder = QueryDecoder(token_dim=FEATURE_DIM, num_classes=NUM_CLASSES, hidden_dim=64, num_heads=4, ffn_dim=128,
-                           num_layers=3, num_queries=num_queries,
-                           query_init="learned" if loss in ("hungarian", "greedy", "influencer_unseeded") else "seeded",
+                           num_layers=3, num_queries=num_queries, query_init=setup.query_init,
                            mask_activation=activation)
     criterion = InstanceCriterion(loss=loss)
     opt = torch.optim.AdamW(decoder.parameters(), lr=lr, weight_decay=1e-4)
@@ -122,12 +128,14 @@ def train_and_evaluate(loss: str, *, steps: int, seed: int = 0, batch: int = 4, 
 
 
 def test_influencer_learns_fast_variant():
-    """80 steps (~10 s on one core): far above the untrained decoder (measured 0.97 AP50 at 100
-    steps, 0.99 at 300)."""
+    """80 steps (~15 s on one core for the three runs). Measured at seeds 0 / 1 / 2: influencer
+    0.77 / 0.82 / 0.78 AP50, the unseeded ablation 0.18 / 0.23 / 0.38, the untrained decoder ≤ 0.05."""
     untrained = train_and_evaluate("influencer", steps=0)
     res = train_and_evaluate("influencer", steps=80)
+    unseeded = train_and_evaluate("influencer_unseeded", steps=80)
     assert res["map50"] > 0.5, res
     assert res["map50"] > untrained["map50"] + 0.3, (untrained, res)
+    assert res["map50"] > unseeded["map50"] + 0.3, (unseeded, res)
 
 
 @pytest.mark.slow

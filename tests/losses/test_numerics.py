@@ -1,12 +1,34 @@
 """Gradients, mixed precision, degenerate scenes, token weights and input validation."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
-from pointformer.losses import LOSS_FUNCTIONS, hungarian_loss, influencer_loss, mask_activation_for
+from pointformer.losses import (InstanceCriterion, SceneInputs, StagePrediction, TokenTargets, get_loss,
+                                registered_losses, scene_loss)
 
-NAMES = sorted(LOSS_FUNCTIONS)
+# the package's losses (a test may register a toy loss of its own)
+NAMES = sorted(n for n in registered_losses() if get_loss(n).terms.__module__.startswith("pointformer.losses"))
+
+
+def run_loss(name, mask_logits, background_logits, class_logits, token_instance, token_weight, instance_class,
+             query_seed_token=None, **kwargs):
+    """scene_loss of one scene given as loose tensors."""
+    inputs = SceneInputs(mask_logits=mask_logits, class_logits=class_logits, background_logits=background_logits,
+                         targets=TokenTargets(token_instance, token_weight, instance_class),
+                         query_seed_token=query_seed_token)
+    return scene_loss(name, inputs, **kwargs)
+
+
+def matched_rows(name, mask, cls, inst, weight, classes):
+    """The query rows the matching loss `name` assigns to instances (the criterion's assignment)."""
+    criterion = InstanceCriterion(loss=name)
+    stage = StagePrediction(class_logits=[cls], mask_logits=[mask])
+    scenes = criterion.prepare(stage, None, [TokenTargets(inst, weight, classes)])
+    rows, _ = criterion.assign(stage, scenes)[0]
+    return rows.tolist()
 
 
 def _random_scene(n=6, p=24, k=3, c=4, seed=0, dtype=torch.float64, seeded=True):
@@ -35,14 +57,13 @@ def _single_candidate_seeds(inst, n):
 def test_gradcheck_float64(name):
     mask, bg, cls, inst, weight, classes, _ = _random_scene()
     seeds = _single_candidate_seeds(inst, mask.shape[0])
-    fn = LOSS_FUNCTIONS[name]
     inputs = (mask.requires_grad_(), bg.requires_grad_(), cls.requires_grad_())
 
     # the unseeded form has soft candidates whatever the seeds: leave out its stop-gradient class term
-    weights = {"att": 1.0, "bg": 1.0, "fg": 1.0, "excl": 1.0} if name == "influencer_unseeded" else None
+    weights = {"cls": 0.0} if name == "influencer_unseeded" else None
 
     def f(m, b, c):
-        return fn(m, b, c, inst, weight, classes, seeds, term_weights=weights)["loss"]
+        return run_loss(name, m, b, c, inst, weight, classes, seeds, term_weights=weights)["loss"]
 
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-5, rtol=1e-4)
 
@@ -52,10 +73,10 @@ def test_gradcheck_ownership_terms_with_soft_candidates(seeded):
     """Several candidates per instance (and the unseeded form): every term but the class term
     (whose targets are stop-gradient) is differentiable end to end."""
     mask, bg, cls, inst, weight, classes, seeds = _random_scene(seeded=seeded, n=8)
-    weights = {"att": 1.0, "bg": 1.0, "fg": 1.0, "excl": 1.0}
+    name = "influencer" if seeded else "influencer_unseeded"  # the same terms; the ablation ignores seeds
 
     def f(m, b):
-        return influencer_loss(m, b, cls, inst, weight, classes, seeds, term_weights=weights)["loss"]
+        return run_loss(name, m, b, cls, inst, weight, classes, seeds, term_weights={"cls": 0.0})["loss"]
 
     assert torch.autograd.gradcheck(f, (mask.requires_grad_(), bg.requires_grad_()), eps=1e-6, atol=1e-5, rtol=1e-4)
 
@@ -80,14 +101,16 @@ def test_autocast_with_extreme_logits_is_finite(name, dtype):
     with torch.autocast("cpu", dtype=dtype):
         produced = embed @ features.T
         assert produced.dtype == dtype
-        out = LOSS_FUNCTIONS[name](mask + produced, bg, cls, inst, torch.rand(p, generator=g) + 0.5,
-                                   torch.randint(0, c, (k,), generator=g), torch.randperm(p, generator=g)[:n])
+        out = run_loss(name, mask + produced, bg, cls, inst, torch.rand(p, generator=g) + 0.5,
+                       torch.randint(0, c, (k,), generator=g), torch.randperm(p, generator=g)[:n])
     for key, value in out.items():
         assert torch.isfinite(value), key
     out["loss"].backward()
-    for t in (mask, bg, cls, embed):
-        if t.grad is not None:
-            assert torch.isfinite(t.grad).all()
+    reached = [mask, cls, embed] + ([bg] if get_loss(name).activation == "ownership" else [])
+    for t in reached:
+        assert t.grad is not None and torch.isfinite(t.grad).all()
+    if get_loss(name).activation == "sigmoid":  # the background slot is not part of a sigmoid loss
+        assert bg.grad is None
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -114,7 +137,7 @@ def test_degenerate_scenes_give_finite_loss_and_gradients(name, case):
     bg = torch.randn(p, generator=g, requires_grad=True)
     cls = torch.randn(n, c + 1, generator=g, requires_grad=True)
     seeds = torch.randperm(p, generator=g)[:n]
-    out = LOSS_FUNCTIONS[name](mask, bg, cls, inst, torch.ones(p), classes, seeds)
+    out = run_loss(name, mask, bg, cls, inst, torch.ones(p), classes, seeds)
     for key, value in out.items():
         assert torch.isfinite(value), (key, value)
     out["loss"].backward()
@@ -134,31 +157,39 @@ def test_token_of_weight_two_counts_as_two_tokens_of_weight_one(name, seeded):
     mask_d = torch.cat([mask, mask[:, dup]], 1)
     bg_d = torch.cat([bg, bg[dup]])
     inst_d = torch.cat([inst, inst[dup]])
-    weight_d = torch.cat([torch.where(torch.isin(torch.arange(len(weight)), dup), 1.0, weight), torch.ones(3, dtype=weight.dtype)])
-    fn = LOSS_FUNCTIONS[name]
-    a = fn(mask, bg, cls, inst, weight, classes, seeds)
-    b = fn(mask_d, bg_d, cls, inst_d, weight_d, classes, seeds)
+    weight_d = torch.cat([torch.where(torch.isin(torch.arange(len(weight)), dup), 1.0, weight),
+                          torch.ones(3, dtype=weight.dtype)])
+    with warnings.catch_warnings():  # the seeded losses warn when seeded=False
+        warnings.simplefilter("ignore", UserWarning)
+        a = run_loss(name, mask, bg, cls, inst, weight, classes, seeds)
+        b = run_loss(name, mask_d, bg_d, cls, inst_d, weight_d, classes, seeds)
     for key in a:
         assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-9, abs=1e-12), key
     # and a different weight changes the loss (the test can fail)
     weight2 = weight.clone()
     weight2[2] = 5.0
-    c = fn(mask, bg, cls, inst, weight2, classes, seeds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        c = run_loss(name, mask, bg, cls, inst, weight2, classes, seeds)
     assert float(c["loss"]) != pytest.approx(float(a["loss"]), rel=1e-9)
 
 
-def test_none_weight_means_ones():
-    mask, bg, cls, inst, _, classes, seeds = _random_scene()
-    a = influencer_loss(mask, bg, cls, inst, None, classes, seeds)
-    b = influencer_loss(mask, bg, cls, inst, torch.ones(inst.shape[0], dtype=torch.float64), classes, seeds)
-    assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-6)
-
-
 def test_learned_query_seeds_of_minus_one_mean_unseeded():
-    mask, bg, cls, inst, weight, classes, _ = _random_scene()
-    a = influencer_loss(mask, bg, cls, inst, weight, classes, torch.full((mask.shape[0],), -1))
-    b = influencer_loss(mask, bg, cls, inst, weight, classes, None)
+    mask, bg, cls, inst, weight, classes, seeds = _random_scene()
+    with pytest.warns(UserWarning, match="no query seeds"):
+        a = run_loss("influencer", mask, bg, cls, inst, weight, classes, torch.full((mask.shape[0],), -1))
+    with pytest.warns(UserWarning, match="no query seeds"):
+        b = run_loss("influencer", mask, bg, cls, inst, weight, classes, None)
     assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-12)
+    # the unseeded ablation is that form whatever the seeds (no warning: it ignores them) ...
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c = run_loss("influencer_unseeded", mask, bg, cls, inst, weight, classes, seeds)
+    for key in a:
+        assert float(c[key]) == pytest.approx(float(a[key]), rel=1e-12), key
+    # ... while the seeded loss with real seeds is a different loss (the comparison can fail)
+    seeded = run_loss("influencer", mask, bg, cls, inst, weight, classes, seeds)
+    assert float(seeded["loss"]) != pytest.approx(float(a["loss"]), rel=1e-6)
 
 
 @pytest.mark.parametrize("bad", ["nan", "inf", "neginf"])
@@ -167,23 +198,22 @@ def test_hungarian_guards_nonfinite_costs(bad):
     value = {"nan": float("nan"), "inf": float("inf"), "neginf": float("-inf")}[bad]
     mask[1] = value  # one query's mask entirely non-finite
     cls[2, 0] = value
-    out = hungarian_loss(mask, bg, cls, inst, weight, classes)  # must not raise
+    out = run_loss("hungarian", mask, bg, cls, inst, weight, classes)  # must not raise
     assert set(out) == {"loss", "cls", "bce", "dice"}
     # the guarded queries are avoided: the loss over the finite ones remains usable when they are unmatched
-    from pointformer.losses.hungarian import matched_terms
-    from pointformer.losses.targets import prepare_scene
-    _, rows, _ = matched_terms(mask, cls, prepare_scene(inst, weight, classes, None, mask.shape[0]))
-    assert 1 not in rows.tolist()
+    rows = matched_rows("hungarian", mask, cls, inst, weight, classes)
+    assert len(rows) == int(classes.numel())  # every instance is matched (6 queries, 3 instances)
+    assert 1 not in rows
     if bad != "neginf":  # a -inf class logit is a finite cost (probability 0)
-        assert 2 not in rows.tolist()
+        assert 2 not in rows
 
 
 def test_all_nan_cost_matrix_does_not_crash():
     mask, bg, cls, inst, weight, classes, _ = _random_scene(dtype=torch.float32)
     mask[:] = float("nan")
-    out = LOSS_FUNCTIONS["greedy"](mask, bg, cls, inst, weight, classes)
-    out = hungarian_loss(mask, bg, cls, inst, weight, classes)
-    assert torch.isnan(out["bce"])  # NaN predictions give a NaN loss (the trainer skips the step) — no crash
+    for name in ("greedy", "hungarian"):
+        out = run_loss(name, mask, bg, cls, inst, weight, classes)
+        assert torch.isnan(out["bce"]), name  # NaN predictions give a NaN loss (the trainer skips the step) — no crash
 
 
 @pytest.mark.parametrize("mutate, match", [
@@ -202,11 +232,12 @@ def test_bad_inputs_raise_clear_value_errors(mutate, match):
                 instance_class=classes, query_seed_token=seeds)
     mutate(args)
     with pytest.raises(ValueError, match=match):
-        influencer_loss(**args)
+        run_loss("influencer", **args)
 
 
 def test_sigmoid_losses_accept_missing_background():
     mask, _, cls, inst, weight, classes, seeds = _random_scene()
-    for name in NAMES:
-        if mask_activation_for(name) == "sigmoid":
-            assert torch.isfinite(LOSS_FUNCTIONS[name](mask, None, cls, inst, weight, classes, seeds)["loss"])
+    sigmoid = [name for name in NAMES if get_loss(name).activation == "sigmoid"]
+    assert {"influencer_sigmoid", "hungarian", "greedy"} <= set(sigmoid)
+    for name in sigmoid:
+        assert torch.isfinite(run_loss(name, mask, None, cls, inst, weight, classes, seeds)["loss"]), name

@@ -18,15 +18,15 @@ CONFIGS = {
     "seeded-sigmoid": dict(query_init="seeded", mask_activation="sigmoid"),
     "objectness-ownership": dict(query_init="seeded", mask_activation="ownership", seed_sampling="objectness"),
     "learned-sigmoid": dict(query_init="learned", mask_activation="sigmoid"),
-    "prenorm-shared": dict(query_init="seeded", mask_activation="ownership", pre_norm=True, num_layers=4, num_unique_layers=2),
+    "prenorm-shared": dict(query_init="seeded", mask_activation="ownership", pre_norm=True, num_layers=4,
+                           num_unique_layers=2),
 }
 
 
 def make_decoder(seed: int = 0, **overrides) -> QueryDecoder:
     torch.manual_seed(seed)
-    kwargs = dict(
-        token_dim=TOKEN_DIM, num_classes=NUM_CLASSES, hidden_dim=32, num_heads=4, ffn_dim=64, num_layers=3, num_queries=8
-    )
+    kwargs = dict(token_dim=TOKEN_DIM, num_classes=NUM_CLASSES, hidden_dim=32, num_heads=4, ffn_dim=64, num_layers=3,
+                  num_queries=8)
     kwargs.update(overrides)
     return QueryDecoder(**kwargs)
 
@@ -269,7 +269,8 @@ def test_empty_tokens_are_predicted_but_not_attended() -> None:
     tokens = make_tokens([12])
     keep = torch.ones(12, dtype=torch.bool)
     keep[[3, 7]] = False
-    with_empty = Tokens(features=tokens.features * keep[:, None], positions=torch.where(keep[:, None], tokens.positions, 0.0),
+    with_empty = Tokens(features=tokens.features * keep[:, None],
+                        positions=torch.where(keep[:, None], tokens.positions, 0.0),
                         weights=tokens.weights * keep, offsets=tokens.offsets)
     without = Tokens(features=tokens.features[keep], positions=tokens.positions[keep], weights=tokens.weights[keep],
                      offsets=torch.tensor([0, 10]))

@@ -7,8 +7,7 @@ import torch
 
 from pointformer.data.targets import superpoint_targets
 from pointformer.data.toy import THING_CLASSES, make_toy_scene
-from pointformer.losses.criterion import InstanceCriterion
-from pointformer.losses.targets import TokenTargets
+from pointformer.losses import InstanceCriterion, TokenTargets, query_setup
 from pointformer.models.build import build_model, load_model_config
 from pointformer.models.segmentor import PointBatch
 
@@ -42,7 +41,8 @@ def test_tiny_model_overfits_two_scenes_with_the_influencer_loss() -> None:
                                     instance_class=torch.from_numpy(t.instance_class)))
     batch = PointBatch.from_scenes(scenes)
     torch.manual_seed(0)
-    model = build_model(load_model_config("tiny"))
+    setup = query_setup("influencer")  # ownership masks, seeded queries
+    model = build_model(load_model_config("tiny"), mask_activation=setup.mask_activation, query_init=setup.query_init)
     criterion = InstanceCriterion(loss="influencer")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     first = None

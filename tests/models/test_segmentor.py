@@ -1,16 +1,25 @@
 """The whole 3D model on small procedural scenes (pointformer.data.toy) and its configs."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from pointformer.data.toy import make_toy_scene
+from pointformer.losses import query_setup
 from pointformer.models.build import available_model_configs, build_model, load_model_config
 from pointformer.models.segmentor import InstanceSegmentor3D, PointBatch, SegmentorOutput
 
 torch.set_num_threads(1)
+
+
+def build_for_loss(cfg, loss: str = "influencer") -> InstanceSegmentor3D:
+    """The model of ``cfg`` with the mask activation and queries that ``loss`` declares."""
+    setup = query_setup(loss)
+    return build_model(cfg, mask_activation=setup.mask_activation, query_init=setup.query_init)
 
 
 def scene_tensors(seed: int, num_points: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -32,7 +41,7 @@ def tiny_model(seed: int = 0, **decoder_overrides) -> InstanceSegmentor3D:
     for key, value in decoder_overrides.items():
         cfg.decoder[key] = value
     torch.manual_seed(seed)
-    return build_model(cfg)
+    return build_for_loss(cfg)
 
 
 def test_forward_backward_on_a_ragged_batch(scenes) -> None:
@@ -108,7 +117,7 @@ def test_scene_batch_from_the_data_pipeline(tmp_path) -> None:
     dataset = PreprocessedDataset(tmp_path, "train", features=("rgb", "normals"))
     batch = collate_scenes([dataset[0], dataset[1]])
     cfg = OmegaConf.create({"data": {"in_channels": 6, "num_classes": 18}, "model": load_model_config("tiny")})
-    model = build_model(cfg).eval()
+    model = build_for_loss(cfg).eval()
     with torch.no_grad():
         out = model(batch)
     for b, target in enumerate(batch.targets):
@@ -116,24 +125,46 @@ def test_scene_batch_from_the_data_pipeline(tmp_path) -> None:
         torch.testing.assert_close(out.tokens.split(out.tokens.weights)[b], target.token_weight)
 
 
-def test_config_interpolates_data_and_loss() -> None:
-    cfg = OmegaConf.create({
-        "data": {"num_classes": 5, "in_channels": 6},
-        "loss": {"postprocess": {"activation": "sigmoid"}},
-        "model": load_model_config("tiny"),
-    })
-    model = build_model(cfg)  # a composed experiment config: the model node is used
-    assert model.num_classes == 5 and model.mask_activation == "sigmoid"
-    assert model.backbone.in_channels == 6
+def test_config_interpolates_data_and_the_loss_decides_the_decoder() -> None:
+    cfg = OmegaConf.create({"data": {"num_classes": 5, "in_channels": 6}, "model": load_model_config("tiny")})
+    with pytest.warns(UserWarning, match="eval_num_queries=80 is ignored"):  # learned queries cannot change count
+        model = build_for_loss(cfg, "hungarian")  # a composed experiment config: the model node is used
+    assert model.num_classes == 5 and model.backbone.in_channels == 6
     assert model.decoder.heads.class_head.out_features == 6
-    alone = build_model(load_model_config("tiny"))  # defaults without data/loss groups
-    assert alone.num_classes == 18 and alone.mask_activation == "ownership" and alone.backbone.in_channels == 3
+    assert (model.mask_activation, model.decoder.query_init) == ("sigmoid", "learned")  # the loss's
+    alone = build_for_loss(load_model_config("tiny"))  # defaults without the data group
+    assert alone.num_classes == 18 and alone.backbone.in_channels == 3
+    assert (alone.mask_activation, alone.decoder.query_init) == ("ownership", "seeded")
     assert {"base", "tiny"} <= set(available_model_configs())
+
+
+def test_a_whole_run_builds_the_model_its_loss_needs() -> None:
+    from pointformer.build import build_model as build_run_model
+    from pointformer.config import RunSettings, compose_config
+
+    for loss, expected in (("influencer", ("ownership", "seeded")), ("hungarian", ("sigmoid", "learned"))):
+        settings = RunSettings.from_config(compose_config([f"loss={loss}", "model=tiny", "data.num_classes=5"]))
+        with warnings.catch_warnings():  # learned queries ignore the config's eval_num_queries (with a warning)
+            warnings.simplefilter("ignore", UserWarning)
+            model = build_run_model(settings)
+        assert (model.mask_activation, model.decoder.query_init) == expected, loss
+        assert model.num_classes == 5
+
+
+def test_decoder_query_init_of_the_model_config_must_agree_or_be_null() -> None:
+    cfg = load_model_config("tiny")
+    assert cfg.decoder.query_init is None  # the loss decides
+    cfg.decoder.query_init = "seeded"
+    assert build_for_loss(cfg).decoder.query_init == "seeded"  # repeats the resolved value: fine
+    with pytest.raises(ValueError, match="query_init='seeded' but the resolved query_init is 'learned'"):
+        build_for_loss(cfg, "hungarian")
+    with pytest.raises(TypeError):
+        build_model(load_model_config("tiny"))  # mask_activation and query_init are the caller's to pass
 
 
 def test_base_config_has_mask3d_sizes() -> None:
     cfg = load_model_config("base")
-    model = build_model(cfg)
+    model = build_for_loss(cfg)
     d = model.decoder
     assert (d.hidden_dim, d.num_layers, len(d.layers), d.num_queries, d.eval_num_queries) == (128, 12, 4, 100, 150)
     assert d.layers[0].ffn[0].out_features == 1024 and d.layers[0].cross_attn.num_heads == 8
@@ -143,13 +174,15 @@ def test_base_config_has_mask3d_sizes() -> None:
 def test_config_errors_are_clear() -> None:
     cfg = OmegaConf.to_container(load_model_config("tiny"))
     with pytest.raises(ValueError, match="unknown key"):
-        build_model({**cfg, "decodr": {}})
+        build_for_loss({**cfg, "decodr": {}})
     with pytest.raises(ValueError, match=r"decoder config: unknown key\(s\) \['heads'\]"):
-        build_model({**cfg, "decoder": {**cfg["decoder"], "heads": 3}})
+        build_for_loss({**cfg, "decoder": {**cfg["decoder"], "heads": 3}})
     with pytest.raises(ValueError, match="variant"):
-        build_model({**cfg, "backbone": {"variant": "99Z"}})
+        build_for_loss({**cfg, "backbone": {"variant": "99Z"}})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['mask_activation'\].*the mask activation is the loss's"):
+        build_for_loss({**cfg, "decoder": {**cfg["decoder"], "mask_activation": "sigmoid"}})
     with pytest.raises(ValueError, match="mask_activation"):
-        build_model({**cfg, "decoder": {**cfg["decoder"], "mask_activation": "softmax"}})
+        build_model(cfg, mask_activation="softmax", query_init="seeded")
     with pytest.raises(ValueError, match="unknown model config"):
         load_model_config("huge")
 
@@ -176,7 +209,7 @@ def test_point_batch_validation() -> None:
 
 def test_base_model_forward_backward(scenes) -> None:
     torch.manual_seed(0)
-    model = build_model(load_model_config("base")).train()
+    model = build_for_loss(load_model_config("base")).train()
     out = model(PointBatch.from_scenes(scenes))
     assert len(out.layers) == 13
     sum(t.float().pow(2).mean() for t in out.final.mask_logits + out.final.class_logits).backward()
@@ -205,7 +238,7 @@ def test_minkowski_backend_matches_torch(scenes) -> None:
     cfg = load_model_config("tiny")
     cfg.decoder.num_queries, cfg.decoder.eval_num_queries = 12, 20
     cfg.backbone.backend = "minkowski"
-    me_model = build_model(cfg).eval()
+    me_model = build_for_loss(cfg).eval()
     me_model.load_state_dict(model.state_dict())
     batch = PointBatch.from_scenes(scenes)
     with torch.no_grad():
