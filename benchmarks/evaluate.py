@@ -132,7 +132,8 @@ def bench_files(args) -> list[dict]:
         result = evaluate_folders(work / "pred", work / "gt")
         eval_time = time.perf_counter() - t0
         rows = [{"bench": "files", "scenes_measured": args.file_scenes, "write_seconds": round(write_time, 2),
-                 "evaluate_seconds": round(eval_time, 2), "evaluate_seconds_per_scene": round(eval_time / args.file_scenes, 3),
+                 "evaluate_seconds": round(eval_time, 2),
+                 "evaluate_seconds_per_scene": round(eval_time / args.file_scenes, 3),
                  "projected_evaluate_seconds": round(eval_time * scale, 1),
                  "projected_disk_GiB": round(disk * scale / 2**30, 2), "map": round(result.map, 4)}]
         # Submission zip + validator on the same scenes (a test split has 100 scenes).
@@ -180,7 +181,8 @@ def main() -> None:
     if "files" not in args.skip and args.file_scenes > 0:
         for row in bench_files(args):
             print(json.dumps(row), flush=True)
-    print(json.dumps({"bench": "process", "max_rss_MiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+    max_rss_mib = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps({"bench": "process", "max_rss_MiB": max_rss_mib}))
 
 
 if __name__ == "__main__":

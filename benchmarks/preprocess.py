@@ -201,7 +201,8 @@ def main() -> None:
                  cpp_cpu_s=round(cpp_cpu, 4), ours_wall_s=round(our_wall, 4), ours_cpu_s=round(our_cpu, 4),
                  ratio_wall=round(our_wall / cpp_wall, 2), ratio_cpu=round(our_cpu / max(cpp_cpu, 1e-9), 2),
                  ours_segment_only_s=round(seg_s, 4), cpp_segments=int(len(np.unique(cpp_seg))),
-                 ours_segments=int(len(np.unique(ours))), adjusted_rand_index=round(adjusted_rand_index(cpp_seg, ours), 4),
+                 ours_segments=int(len(np.unique(ours))),
+                 adjusted_rand_index=round(adjusted_rand_index(cpp_seg, ours), 4),
                  identical_vertex_ids=round(float(np.mean(cpp_seg == ours)), 4))
 
         if args.cpp is not None:

@@ -48,7 +48,8 @@ def make_dataset(data: DataSettings, split: str, *, train: bool, seed: int, limi
         transform = build_transforms(train=train, color_mean=list(data.color_mean), color_std=list(data.color_std),
                                      augment=dict(data.augment) if train and data.augment is not None else None)
     try:
-        return PreprocessedDataset(data_root(data), split, transform=None if transform is False else transform, seed=seed,
+        return PreprocessedDataset(data_root(data), split, transform=None if transform is False else transform,
+                                   seed=seed,
                                    features=list(data.features), expected_dataset=data.dataset, limit=limit,
                                    cache=data.cache)
     except DatasetConfigError as exc:

@@ -71,7 +71,9 @@ def test_imports_flow_one_way(path: Path) -> None:
         return
     tree = ast.parse(path.read_text(), str(path))
     upward = sorted(u for u in _imported_units(tree) if u != unit and LAYER_OF[u] >= LAYER_OF[unit])
-    assert not upward, f"{path.relative_to(ROOT)} ({unit}, layer {LAYER_OF[unit]}) imports {upward} of the same or a higher layer"
+    assert not upward, (
+        f"{path.relative_to(ROOT)} ({unit}, layer {LAYER_OF[unit]}) imports {upward} of the same or a higher layer"
+    )
 
 
 def _module_aliases(tree: ast.AST) -> set[str]:

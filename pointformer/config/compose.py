@@ -1,6 +1,7 @@
 """Compose run configs from the Hydra config tree (``configs/`` at the repository root).
 
-The tree is installed with the package (as package data under ``pointformer/configs``) and composed with ``hydra.compose`` on its absolute path,
+The tree is installed with the package (as package data under ``pointformer/configs``) and composed with \
+``hydra.compose`` on its absolute path,
 so ``pointformer train ...`` works from any working directory, and no Hydra-managed output folder
 or working-directory change happens (the trainer owns its run directory; under DDP only rank 0
 creates it). Composition errors become :class:`ConfigError` with a message that names the group,
@@ -123,9 +124,13 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+")
         if key in ("model", "loss"):
-            raise ConfigError(f"{override!r}: the model and loss are fixed by the checkpoint; only their keys can change")
+            raise ConfigError(
+                f"{override!r}: the model and loss are fixed by the checkpoint; only their keys can change"
+            )
         if OmegaConf.select(cfg, key, default="__missing__") == "__missing__" and not override.startswith("+"):
-            raise ConfigError(f"override {override!r}: the checkpoint's config has no key {key!r} (use +{key}=... to add one)")
+            raise ConfigError(
+                f"override {override!r}: the checkpoint's config has no key {key!r} (use +{key}=... to add one)"
+            )
     merged = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
     assert isinstance(merged, DictConfig)
     return merged

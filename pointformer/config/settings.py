@@ -95,7 +95,8 @@ class ModelSettings:
     def from_mapping(cls, values: Any) -> "ModelSettings":
         v = _fields(cls, "model", values)
         return cls(name=str(v["name"]), in_channels=int(v["in_channels"]), num_classes=int(v["num_classes"]),
-                   voxel_size=float(v["voxel_size"]), backbone=dict(v["backbone"] or {}), decoder=dict(v["decoder"] or {}))
+                   voxel_size=float(v["voxel_size"]), backbone=dict(v["backbone"] or {}),
+                   decoder=dict(v["decoder"] or {}))
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,9 @@ class PreprocessedDataset(Dataset):
                 f"{manifest_path}: dataset is {self.manifest.dataset!r} but the config expects {expected_dataset!r}")
         unknown_features = [f for f in features if f not in ("rgb", "normals")]
         if unknown_features or not features:
-            raise DatasetConfigError(f"data.features: unknown or empty feature list {list(features)}; use rgb and/or normals")
+            raise DatasetConfigError(
+                f"data.features: unknown or empty feature list {list(features)}; use rgb and/or normals"
+            )
         self.features = tuple(features)
         ids = list(self.manifest.scenes) if scenes is None else list(scenes)
         missing_ids = [s for s in ids if s not in self.manifest.scenes]
@@ -153,7 +155,9 @@ class PreprocessedDataset(Dataset):
             return self._cache[index]
         scene = load_scene(self.files[index])
         if scene.scene_id != self.scene_ids[index]:
-            raise SceneFormatError(f"{self.files[index]}: holds scene {scene.scene_id!r}, manifest says {self.scene_ids[index]!r}")
+            raise SceneFormatError(
+                f"{self.files[index]}: holds scene {scene.scene_id!r}, manifest says {self.scene_ids[index]!r}"
+            )
         if self.cache:
             self._cache[index] = scene
         return scene
@@ -177,7 +181,9 @@ class PreprocessedDataset(Dataset):
                            num_mesh_vertices=scene.num_mesh_vertices, meta={"epoch": epoch})
 
 
-def compute_color_stats(dataset: PreprocessedDataset, *, max_scenes: Optional[int] = None) -> tuple[list[float], list[float]]:
+def compute_color_stats(
+    dataset: PreprocessedDataset, *, max_scenes: Optional[int] = None
+) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of rgb / 255 over a split's points (dataset colour normalisation)."""
     total = np.zeros(3)
     total_sq = np.zeros(3)

@@ -95,8 +95,10 @@ def write_toy_split(root: Union[str, os.PathLike], split: str, *, num_scenes: in
     manifest = Manifest(dataset="scannet", split=split, class_names=list(SCANNET_SEMANTIC_NAMES),
                         class_ids=list(SCANNET_SEMANTIC_IDS), thing_classes=list(THING_CLASSES))
     for i in range(num_scenes):
-        scene_id = f"scene{9000 + i:04d}_{seed % 100:02d}" if split != "val" else f"scene{9500 + i:04d}_{seed % 100:02d}"
-        scene = make_toy_scene(scene_id, seed=seed, num_points=num_points, num_objects=num_objects, with_labels=labelled)
+        scene_id = (f"scene{9000 + i:04d}_{seed % 100:02d}" if split != "val"
+                    else f"scene{9500 + i:04d}_{seed % 100:02d}")
+        scene = make_toy_scene(scene_id, seed=seed, num_points=num_points, num_objects=num_objects,
+                               with_labels=labelled)
         save_scene(scene, root / split / f"{scene_id}.npz")
         if labelled:
             write_gt_file(root / "gt" / split / f"{scene_id}.txt", scene.gt_ids)

@@ -198,7 +198,9 @@ class ColorJitter:
 
     def __init__(self, *, brightness: float = 0.2, contrast: float = 0.2, shift: float = 20.0, p: float = 0.5) -> None:
         if brightness < 0 or contrast < 0 or shift < 0:
-            raise ValueError(f"ColorJitter: limits must be >= 0, got brightness={brightness} contrast={contrast} shift={shift}")
+            raise ValueError(
+                f"ColorJitter: limits must be >= 0, got brightness={brightness} contrast={contrast} shift={shift}"
+            )
         self.brightness, self.contrast, self.shift, self.p = float(brightness), float(contrast), float(shift), float(p)
 
     def __call__(self, sample: PointSample, rng: np.random.Generator) -> PointSample:
@@ -223,7 +225,9 @@ class NormalizeColor:
     def __init__(self, *, mean: Sequence[float] = SCANNET_COLOR_MEAN, std: Sequence[float] = SCANNET_COLOR_STD) -> None:
         mean_arr, std_arr = np.asarray(mean, dtype=np.float32), np.asarray(std, dtype=np.float32)
         if mean_arr.shape != (3,) or std_arr.shape != (3,) or (std_arr <= 0).any():
-            raise ValueError(f"NormalizeColor: mean and std must be 3 values with std > 0, got mean={list(mean)} std={list(std)}")
+            raise ValueError(
+                f"NormalizeColor: mean and std must be 3 values with std > 0, got mean={list(mean)} std={list(std)}"
+            )
         self.mean, self.std = mean_arr, std_arr
 
     def __call__(self, sample: PointSample, rng: np.random.Generator) -> PointSample:
@@ -249,7 +253,10 @@ def build_transforms(
     augment = dict(augment or {})
     unknown = set(augment) - {"flip", "rotation", "scale", "elastic", "color_jitter"}
     if unknown:
-        raise ValueError(f"data.augment: unknown augmentation(s) {sorted(unknown)}; known: flip, rotation, scale, elastic, color_jitter")
+        raise ValueError(
+            f"data.augment: unknown augmentation(s) {sorted(unknown)}; "
+            "known: flip, rotation, scale, elastic, color_jitter"
+        )
     steps: list[Transform] = [CenterScene()]
     if train:
         for key, cls in (("flip", RandomFlip), ("rotation", RandomRotation), ("scale", RandomScale),

@@ -117,5 +117,6 @@ def run_training(cfg: DictConfig, *, dist_info: DistInfo = DistInfo(), overrides
                       run_dir=run_dir, config_yaml=config_yaml, dist_info=dist_info, hooks=list(hooks))
     result = trainer.fit()
     if dist_info.is_main:
-        log.info("finished at step %d; best %s; checkpoints in %s", result.step, result.best or "-", run_dir / "checkpoints")
+        log.info("finished at step %d; best %s; checkpoints in %s",
+                 result.step, result.best or "-", run_dir / "checkpoints")
     return result

@@ -103,7 +103,9 @@ class InstanceCriterion(nn.Module):
         weights = dict(definition.term_weights)
         for key, value in (term_weights or {}).items():
             if key not in weights:
-                raise ValueError(f"term_weights: loss {definition.name!r} has no term {key!r}; terms: {sorted(weights)}")
+                raise ValueError(
+                    f"term_weights: loss {definition.name!r} has no term {key!r}; terms: {sorted(weights)}"
+                )
             weights[key] = float(value)
         self.definition = definition
         self.term_weights = weights
@@ -179,7 +181,9 @@ class InstanceCriterion(nn.Module):
             raise ValueError(f"query_seed_token has {len(query_seed_token)} scenes, targets has {batch}")
         layer_weights = self.layer_weights if self.layer_weights is not None else [1.0] * len(layers)
         if len(layer_weights) != len(layers):
-            raise ValueError(f"layer_weights has {len(layer_weights)} entries but the decoder gave {len(layers)} stages")
+            raise ValueError(
+                f"layer_weights has {len(layer_weights)} entries but the decoder gave {len(layers)} stages"
+            )
 
         scenes = self.prepare(layers[0], query_seed_token, targets)
         num_masks = self.num_masks(scenes, layers[0].mask_logits[0].device)
@@ -226,7 +230,8 @@ class InstanceCriterion(nn.Module):
                 terms = definition.terms(inputs, **self.hyper_parameters)
             for key, value in terms.items():
                 per_term.setdefault(key, []).append(value)
-        return {key: torch.stack(values).sum() if key in definition.batch_normalised_terms else torch.stack(values).mean()
+        return {key: (torch.stack(values).sum() if key in definition.batch_normalised_terms
+                      else torch.stack(values).mean())
                 for key, values in per_term.items()}
 
     def assign(self, stage: Any, scenes: Sequence[PreparedScene]) -> list[tuple[Tensor, Tensor]]:

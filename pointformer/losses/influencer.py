@@ -75,7 +75,9 @@ class _QueryLogSumExpAndInstanceSums(torch.autograd.Function):
         return grad_z, None, None, None, None
 
 
-def ownership_log_terms(mask_logits: Tensor, background_logits: Tensor, scene: PreparedScene) -> tuple[Tensor, Tensor, Tensor]:
+def ownership_log_terms(
+    mask_logits: Tensor, background_logits: Tensor, scene: PreparedScene
+) -> tuple[Tensor, Tensor, Tensor]:
     """ℓ [N, K], log π_0 [P] and log(1 − π_0) [P] without materialising log π [N+1, P].
 
     ℓ_qk = Σ ŵ z_qp − Σ ŵ lse_p (ŵ = weight within the instance), lse = logsumexp over all slots.
@@ -123,7 +125,8 @@ def influencer_terms(inputs: SceneLossInputs, *, temperature: float, no_object_w
         att = anchor
         excl = anchor
     bg = -(log_bg.index_select(0, scene.bg_index) * scene.bg_weight_norm).sum() if scene.bg_index.numel() else anchor
-    fg = -(log_not_bg.index_select(0, scene.fg_index) * scene.fg_weight_norm).sum() if scene.fg_index.numel() else anchor
+    fg = (-(log_not_bg.index_select(0, scene.fg_index) * scene.fg_weight_norm).sum()
+          if scene.fg_index.numel() else anchor)
 
     assign = masked_softmax_over_queries(ell.detach() / t, scene.candidates)
     target = soft_class_targets(assign, scene, class_logits.shape[1] - 1)

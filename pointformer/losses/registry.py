@@ -88,7 +88,9 @@ class LossDefinition:
             raise ValueError(f"loss {self.name!r}: query_init must be one of {QUERY_INITS}, got {self.query_init!r}")
         unknown = sorted(set(self.batch_normalised_terms) - set(self.term_weights))
         if unknown:
-            raise ValueError(f"loss {self.name!r}: batch_normalised_terms {unknown} are not terms {sorted(self.term_weights)}")
+            raise ValueError(
+                f"loss {self.name!r}: batch_normalised_terms {unknown} are not terms {sorted(self.term_weights)}"
+            )
 
 
 _REGISTRY: dict[str, LossDefinition] = {}

@@ -128,7 +128,9 @@ def validate_inputs(
     """Shape, dtype and value checks of the functional loss arguments; raises ValueError naming
     the argument. Value checks read a few scalars (one device sync each)."""
     if not isinstance(mask_logits, Tensor) or mask_logits.dim() != 2:
-        raise ValueError(f"mask_logits must be a 2-D tensor [N, P], got {getattr(mask_logits, 'shape', type(mask_logits))}")
+        raise ValueError(
+            f"mask_logits must be a 2-D tensor [N, P], got {getattr(mask_logits, 'shape', type(mask_logits))}"
+        )
     n, p = mask_logits.shape
     if n < 1:
         raise ValueError("mask_logits has no queries (N = 0); at least one query is required")
@@ -141,7 +143,9 @@ def validate_inputs(
         raise ValueError(f"class_logits must have shape [{n}, C+1], got {tuple(getattr(class_logits, 'shape', ()))}")
     num_classes = class_logits.shape[1] - 1
     if num_classes < 1:
-        raise ValueError(f"class_logits needs at least one class plus the no-object column, got {class_logits.shape[1]} columns")
+        raise ValueError(
+            f"class_logits needs at least one class plus the no-object column, got {class_logits.shape[1]} columns"
+        )
     _check_int_vector("token_instance", token_instance, p)
     _check_int_vector("instance_class", instance_class)
     k = instance_class.shape[0]

@@ -91,7 +91,9 @@ def pairwise_sigmoid_stats(mask_logits: Tensor, scene: PreparedScene) -> tuple[T
     bce = softplus_sum.unsqueeze(1) - z_in
     prob_sum = prob @ w_full  # [N]
     prob_in = instance_sums(prob, scene, scene.fg_weight)  # [N, K]
-    dice = 1.0 - (2.0 * prob_in + DICE_SMOOTH) / (prob_sum.unsqueeze(1) + scene.instance_weight.unsqueeze(0) + DICE_SMOOTH)
+    dice = 1.0 - (2.0 * prob_in + DICE_SMOOTH) / (
+        prob_sum.unsqueeze(1) + scene.instance_weight.unsqueeze(0) + DICE_SMOOTH
+    )
     return bce, dice, prob_in
 
 

@@ -106,7 +106,9 @@ def build_model(cfg: Any, *, mask_activation: str, query_init: str) -> InstanceS
             raise ValueError(f"model config: missing key {key!r}")
     in_channels, num_classes = int(conf["in_channels"]), int(conf["num_classes"])
     if in_channels < 1 or num_classes < 1:
-        raise ValueError(f"model config: in_channels and num_classes must be positive, got {in_channels}, {num_classes}")
+        raise ValueError(
+            f"model config: in_channels and num_classes must be positive, got {in_channels}, {num_classes}"
+        )
 
     from pointformer.models.backbone3d import Res16UNet
 

@@ -133,7 +133,9 @@ class DecoderLayer(nn.Module):
             instead of after the residual (Mask3D uses post-norm).
     """
 
-    def __init__(self, *, hidden_dim: int, num_heads: int, ffn_dim: int, dropout: float = 0.0, pre_norm: bool = False) -> None:
+    def __init__(
+        self, *, hidden_dim: int, num_heads: int, ffn_dim: int, dropout: float = 0.0, pre_norm: bool = False
+    ) -> None:
         super().__init__()
         self.pre_norm = pre_norm
         self.cross_attn = MultiHeadAttention(dim=hidden_dim, num_heads=num_heads, dropout=dropout)
@@ -169,7 +171,9 @@ class DecoderLayer(nn.Module):
             q = self.norm_self(queries)
             queries = queries + self.drop(self.self_attn(q + query_pos, q + query_pos, q, self_blocked))
             return queries + self.drop(self.ffn(self.norm_ffn(queries)))
-        queries = self.norm_cross(queries + self.drop(self.cross_attn(queries + query_pos, keys, memory, cross_blocked)))
+        queries = self.norm_cross(
+            queries + self.drop(self.cross_attn(queries + query_pos, keys, memory, cross_blocked))
+        )
         q = queries + query_pos
         queries = self.norm_self(queries + self.drop(self.self_attn(q, q, queries, self_blocked)))
         return self.norm_ffn(queries + self.drop(self.ffn(queries)))
@@ -287,19 +291,26 @@ class QueryDecoder(nn.Module):
             self.query_content = nn.Embedding(num_queries, hidden_dim)
             self.query_pos_embed = nn.Embedding(num_queries, hidden_dim)
         self.layers = nn.ModuleList(
-            DecoderLayer(hidden_dim=hidden_dim, num_heads=num_heads, ffn_dim=ffn_dim, dropout=dropout, pre_norm=pre_norm)
+            DecoderLayer(
+                hidden_dim=hidden_dim, num_heads=num_heads, ffn_dim=ffn_dim, dropout=dropout, pre_norm=pre_norm
+            )
             for _ in range(num_unique_layers if num_layers else 0)
         )
         self.heads = PredictionHeads(
-            hidden_dim=hidden_dim, num_classes=num_classes, mask_activation=mask_activation, mask_mlp_layers=mask_mlp_layers
+            hidden_dim=hidden_dim, num_classes=num_classes, mask_activation=mask_activation,
+            mask_mlp_layers=mask_mlp_layers,
         )
 
     # ------------------------------------------------------------------ helpers
     def _check_tokens(self, tokens: Tokens) -> None:
         if tokens.features.shape[1] != self.token_dim:
-            raise ValueError(f"QueryDecoder: tokens have {tokens.features.shape[1]} features, expected token_dim={self.token_dim}")
+            raise ValueError(
+                f"QueryDecoder: tokens have {tokens.features.shape[1]} features, expected token_dim={self.token_dim}"
+            )
         if tokens.positions.shape[1] != self.pos_dim:
-            raise ValueError(f"QueryDecoder: tokens have {tokens.positions.shape[1]}-d positions, expected pos_dim={self.pos_dim}")
+            raise ValueError(
+                f"QueryDecoder: tokens have {tokens.positions.shape[1]}-d positions, expected pos_dim={self.pos_dim}"
+            )
         filled = torch.zeros(tokens.batch_size, dtype=torch.long, device=tokens.device)
         filled.index_add_(0, tokens.batch_index(), (tokens.weights > 0).long())
         empty = (filled == 0).nonzero().flatten()
@@ -372,7 +383,8 @@ class QueryDecoder(nn.Module):
             mask_logits, background_logits = stages[-1][1], stages[-1][2]
             if self.masked_attention:
                 cross_blocked = attention_block_mask(
-                    mask_logits, background_logits, self.mask_activation, key_padding_mask=key_pad, query_padding_mask=query_pad
+                    mask_logits, background_logits, self.mask_activation,
+                    key_padding_mask=key_pad, query_padding_mask=query_pad,
                 )
             else:
                 cross_blocked = key_pad[:, None, :]
@@ -396,5 +408,7 @@ class QueryDecoder(nn.Module):
         return DecoderOutput(
             layers=layers,
             query_seed_token=[seeds[b, : query_counts[b]] for b in range(batch_size)],
-            token_objectness=None if objectness is None else [objectness[b, : token_counts[b]] for b in range(batch_size)],
+            token_objectness=(
+                None if objectness is None else [objectness[b, : token_counts[b]] for b in range(batch_size)]
+            ),
         )

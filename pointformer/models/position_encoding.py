@@ -76,7 +76,8 @@ class FourierPositionEncoding(nn.Module):
         """[..., d] positions in [0, 1] -> [..., out_dim] float32 features."""
         if normalized_positions.shape[-1] != self.pos_dim:
             raise ValueError(
-                f"FourierPositionEncoding: expected positions [..., {self.pos_dim}], got {tuple(normalized_positions.shape)}"
+                f"FourierPositionEncoding: expected positions [..., {self.pos_dim}], "
+                f"got {tuple(normalized_positions.shape)}"
             )
         projected = (2.0 * math.pi) * (normalized_positions.float() @ self.frequencies)
         return torch.cat([projected.sin(), projected.cos()], dim=-1)

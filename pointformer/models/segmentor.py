@@ -75,19 +75,29 @@ class PointBatch:
         if self.xyz.dim() != 2 or self.xyz.shape[1] != 3 or not self.xyz.is_floating_point():
             raise ValueError(f"PointBatch.xyz must be float [P, 3], got {self.xyz.dtype} {tuple(self.xyz.shape)}")
         if self.features.dim() != 2 or self.features.shape[0] != p or not self.features.is_floating_point():
-            raise ValueError(f"PointBatch.features must be float [P={p}, C], got {self.features.dtype} {tuple(self.features.shape)}")
+            raise ValueError(
+                f"PointBatch.features must be float [P={p}, C], got {self.features.dtype} {tuple(self.features.shape)}"
+            )
         if self.superpoint.shape != (p,) or self.superpoint.is_floating_point():
-            raise ValueError(f"PointBatch.superpoint must be integer [P={p}], got {self.superpoint.dtype} {tuple(self.superpoint.shape)}")
+            raise ValueError(
+                f"PointBatch.superpoint must be integer [P={p}], "
+                f"got {self.superpoint.dtype} {tuple(self.superpoint.shape)}"
+            )
         for name in ("point_offsets", "token_offsets"):
             o = getattr(self, name)
             if o.dim() != 1 or o.numel() < 2 or o.is_floating_point() or int(o[0]) != 0 or bool((o[1:] < o[:-1]).any()):
-                raise ValueError(f"PointBatch.{name} must be non-decreasing integers [B+1] starting at 0, got {o.tolist()}")
+                raise ValueError(
+                    f"PointBatch.{name} must be non-decreasing integers [B+1] starting at 0, got {o.tolist()}"
+                )
         if self.token_offsets.numel() != self.point_offsets.numel():
             raise ValueError(
-                f"PointBatch: point_offsets has {self.point_offsets.numel() - 1} scenes, token_offsets {self.token_offsets.numel() - 1}"
+                f"PointBatch: point_offsets has {self.point_offsets.numel() - 1} scenes, "
+                f"token_offsets {self.token_offsets.numel() - 1}"
             )
         if int(self.point_offsets[-1]) != p:
-            raise ValueError(f"PointBatch.point_offsets ends at {int(self.point_offsets[-1])}, but there are {p} points")
+            raise ValueError(
+                f"PointBatch.point_offsets ends at {int(self.point_offsets[-1])}, but there are {p} points"
+            )
         counts = self.point_offsets[1:] - self.point_offsets[:-1]
         if bool((counts == 0).any()):
             raise ValueError(f"PointBatch: scene(s) {(counts == 0).nonzero().flatten().tolist()} have no points")
@@ -101,7 +111,8 @@ class PointBatch:
             i = int(outside.nonzero()[0, 0])
             raise ValueError(
                 f"PointBatch.superpoint: point {i} of scene {int(batch[i])} has token id {int(self.superpoint[i])}, "
-                f"outside its scene's range {int(low[i])}..{int(high[i]) - 1} (ids must be scene-local id + token_offsets[b])"
+                f"outside its scene's range {int(low[i])}..{int(high[i]) - 1} "
+                "(ids must be scene-local id + token_offsets[b])"
             )
 
     def to(self, device: torch.device | str) -> "PointBatch":
@@ -115,7 +126,9 @@ class PointBatch:
         """A ``PointBatch`` from any object with the same attributes (e.g. ``SceneBatch``)."""
         if isinstance(batch, cls):
             return batch
-        missing = [n for n in ("xyz", "features", "point_offsets", "superpoint", "token_offsets") if not hasattr(batch, n)]
+        missing = [
+            n for n in ("xyz", "features", "point_offsets", "superpoint", "token_offsets") if not hasattr(batch, n)
+        ]
         if missing:
             raise ValueError(f"model input {type(batch).__name__} lacks the field(s) {missing} of a PointBatch")
         return cls(

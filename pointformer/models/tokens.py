@@ -205,7 +205,8 @@ def superpoint_tokens(
     if point_features.shape[0] != point_positions.shape[0] or superpoint.shape != point_features.shape[:1]:
         raise ValueError(
             f"superpoint_tokens: point_features {tuple(point_features.shape)}, point_positions "
-            f"{tuple(point_positions.shape)} and superpoint {tuple(superpoint.shape)} must have the same number of points"
+            f"{tuple(point_positions.shape)} and superpoint {tuple(superpoint.shape)} "
+            "must have the same number of points"
         )
     num_tokens = int(token_offsets[-1])
     superpoint = superpoint.long()

@@ -154,7 +154,8 @@ class _Planner:
                slot: float, annotated: bool = True, dy: float = 0.0) -> PlacedObject:
         """Stand a shape on the host's top surface at ``slot`` in [-1, 1] across its width (touching)."""
         hx, hy = host_shape.top_half
-        local = np.array([slot * max(hx - shape.width / 2, 0.0), dy + self.rng.uniform(-1, 1) * max(hy - shape.depth / 2, 0) * 0.3])
+        local = np.array([slot * max(hx - shape.width / 2, 0.0),
+                          dy + self.rng.uniform(-1, 1) * max(hy - shape.depth / 2, 0) * 0.3])
         c, s = math.cos(host.yaw), math.sin(host.yaw)
         xy = np.array(host.translation[:2]) + np.array([c * local[0] - s * local[1], s * local[0] + c * local[1]])
         return self.add(raw_label, shape, host.yaw, (xy[0], xy[1], host.translation[2] + host_shape.top_z), annotated)
@@ -210,7 +211,8 @@ class _Planner:
             yaw = placed.yaw + (0.0 if side == 1 else math.pi) + float(self.rng.uniform(-0.15, 0.15))
             rect = _footprint(xy[0], xy[1], ch.width, ch.depth, yaw)
             others = [r for r in self.layout._floor if r is not table_rect]  # chairs may tuck under it
-            inside = 0.02 < rect[0] and 0.02 < rect[1] and rect[2] < self.layout.width - 0.02 and rect[3] < self.layout.depth - 0.02
+            inside = (0.02 < rect[0] and 0.02 < rect[1]
+                      and rect[2] < self.layout.width - 0.02 and rect[3] < self.layout.depth - 0.02)
             if inside and not any(_overlap(rect, r, 0.02) for r in others):
                 self.layout._floor.append(rect)
                 self.add(chair_label, ch, yaw, (xy[0], xy[1], 0.0))

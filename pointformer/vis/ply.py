@@ -21,7 +21,9 @@ def write_instance_ply(path: str | os.PathLike, xyz: np.ndarray, instance: np.nd
     xyz = np.asarray(xyz, dtype=np.float32)
     instance = np.asarray(instance)
     if xyz.ndim != 2 or xyz.shape[1] != 3 or instance.shape != (xyz.shape[0],):
-        raise ValueError(f"write_instance_ply({path}): need xyz [V, 3] and instance [V], got {xyz.shape} and {instance.shape}")
+        raise ValueError(
+            f"write_instance_ply({path}): need xyz [V, 3] and instance [V], got {xyz.shape} and {instance.shape}"
+        )
     colors = color_instances(instance, base_rgb=base_rgb)
     extra = {"instance": instance.astype(np.int32)}
     if semantic is not None:

@@ -27,7 +27,8 @@ r.scene.set_background([1.0, 1.0, 1.0, 1.0])
 mat = o3d.visualization.rendering.MaterialRecord()
 mat.shader = "defaultUnlit"; mat.point_size = float(sys.argv[5])
 if "faces" in data.files:
-    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(xyz), o3d.utility.Vector3iVector(data["faces"].astype(np.int32)))
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(xyz),
+                                     o3d.utility.Vector3iVector(data["faces"].astype(np.int32)))
     mesh.vertex_colors = o3d.utility.Vector3dVector(rgb)
     r.scene.add_geometry("scan", mesh, mat)
 else:
@@ -98,7 +99,9 @@ def render_png(path: str | os.PathLike, xyz: np.ndarray, rgb: np.ndarray, *, fac
     xyz = np.asarray(xyz, dtype=np.float32)
     rgb = np.asarray(rgb, dtype=np.uint8)
     if xyz.ndim != 2 or xyz.shape[1] != 3 or rgb.shape != xyz.shape or xyz.shape[0] == 0:
-        raise ValueError(f"render_png({path}): need xyz [V, 3] and rgb [V, 3] with V > 0, got {xyz.shape} and {rgb.shape}")
+        raise ValueError(
+            f"render_png({path}): need xyz [V, 3] and rgb [V, 3] with V > 0, got {xyz.shape} and {rgb.shape}"
+        )
     if backend not in ("auto", "open3d", "matplotlib"):
         raise ValueError(f"render_png: backend must be auto, open3d or matplotlib, got {backend!r}")
     if backend in ("auto", "open3d"):

@@ -43,7 +43,8 @@ def test_few_steps_decrease_the_loss(loss, data_root, tmp_path):
     cfg = compose_config(_quiet(data_root, tmp_path / "run", f"loss={loss}", "data.limit_train=1", "trainer.epochs=10",
                                 "trainer.batch_size=1", "trainer.lr=3e-3", "trainer.pct_start=0.05",
                                 "trainer.val_every_epochs=0", "trainer.log_every=1", "data.augment.flip=null",
-                                "data.augment.rotation=null", "data.augment.scale=null", "data.augment.color_jitter=null",
+                                "data.augment.rotation=null", "data.augment.scale=null",
+                                "data.augment.color_jitter=null",
                                 *extra))
     result = run_training(cfg)
     losses = [r["loss"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl", "train")]
@@ -76,7 +77,9 @@ def test_train_cli_saves_resolved_config_and_evaluate_model_reads_the_checkpoint
     assert "color_mean:" in saved and "null" not in saved.split("color_mean:")[1].splitlines()[0]  # stats resolved
     val = read_metrics(run / "metrics.jsonl", "val")
     assert len(val) == 1 and {"map", "map50", "map25", "ap50"} <= set(val[0])
-    assert evaluate_main([str(run / "checkpoints" / "best.pt"), f"data.root={data_root}", "--out", str(tmp_path / "ev")]) == 0
+    assert evaluate_main(
+        [str(run / "checkpoints" / "best.pt"), f"data.root={data_root}", "--out", str(tmp_path / "ev")]
+    ) == 0
     out = capsys.readouterr().out
     assert "mAP50" in out and (tmp_path / "ev" / "eval.csv").is_file()
     # the evaluated metrics equal those the trainer logged for the same weights

@@ -139,7 +139,8 @@ def random_scene(rng: np.random.Generator, num_vertices: int = 1500):
             elif kind < 0.7:  # straddle into the next object: two GT at IoU > 0.25 (order-dependent walk)
                 m[members[-1]:members[-1] + int(rng.integers(members.size // 2, members.size + 150))] = True
             masks.append(m)
-            cls = label if label in SCANNET_INSTANCE_IDS and rng.random() > 0.1 else int(rng.choice(SCANNET_INSTANCE_IDS[:6]))
+            cls = (label if label in SCANNET_INSTANCE_IDS and rng.random() > 0.1
+                   else int(rng.choice(SCANNET_INSTANCE_IDS[:6])))
             classes.append(cls)
             scores.append(float(np.round(rng.random(), 1)))  # rounding makes ties
     for _ in range(int(rng.integers(0, 6))):  # random blobs, some tiny, some with non-benchmark classes

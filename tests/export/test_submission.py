@@ -210,7 +210,8 @@ def test_duplicate_mask_reference_and_missing_mesh(good_zip, scans, tmp_path):
     assert any("is already used at scene0707_00.txt:1" in p for p in problems)
     (scans / "scene0709_00" / "scene0709_00_vh_clean_2.ply").unlink()
     problems = _problems(good_zip, scans)
-    assert len(problems) == 1 and "cannot check mask lengths" in problems[0] and "scene0709_00_vh_clean_2.ply" in problems[0]
+    assert (len(problems) == 1 and "cannot check mask lengths" in problems[0]
+            and "scene0709_00_vh_clean_2.ply" in problems[0])
 
 
 def test_not_a_zip_and_bad_arguments(tmp_path, scans, capsys):

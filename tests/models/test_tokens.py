@@ -48,11 +48,14 @@ def test_cat_and_validation() -> None:
     both = Tokens.cat([a, b])
     assert both.offsets.tolist() == [0, 2, 5, 6]
     with pytest.raises(ValueError, match="offsets"):
-        Tokens(features=torch.zeros(4, 2), positions=torch.zeros(4, 3), weights=torch.ones(4), offsets=torch.tensor([0, 3]))
+        Tokens(features=torch.zeros(4, 2), positions=torch.zeros(4, 3), weights=torch.ones(4),
+               offsets=torch.tensor([0, 3]))
     with pytest.raises(ValueError, match="positions"):
-        Tokens(features=torch.zeros(4, 2), positions=torch.zeros(3, 3), weights=torch.ones(4), offsets=torch.tensor([0, 4]))
+        Tokens(features=torch.zeros(4, 2), positions=torch.zeros(3, 3), weights=torch.ones(4),
+               offsets=torch.tensor([0, 4]))
     with pytest.raises(ValueError, match="non-decreasing"):
-        Tokens(features=torch.zeros(4, 2), positions=torch.zeros(4, 3), weights=torch.ones(4), offsets=torch.tensor([0, 3, 2, 4]))
+        Tokens(features=torch.zeros(4, 2), positions=torch.zeros(4, 3), weights=torch.ones(4),
+               offsets=torch.tensor([0, 3, 2, 4]))
     with pytest.raises(ValueError, match="rows"):
         a.pad(torch.zeros(5))
 

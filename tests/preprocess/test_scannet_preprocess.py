@@ -114,7 +114,9 @@ def test_without_split_files_everything_goes_to_train(release, tmp_path, caplog)
     with caplog.at_level(logging.WARNING):
         summary = P.preprocess_scannet(root, tmp_path / "o", splits=["train", "val"], progress=False)
     assert summary.ok and len(summary.done) == 3
-    assert sorted(Manifest.load(tmp_path / "o" / "train" / "manifest.json").scenes) == ["scene0000_00", "scene0001_00", "scene0002_00"]
+    assert sorted(Manifest.load(tmp_path / "o" / "train" / "manifest.json").scenes) == [
+        "scene0000_00", "scene0001_00", "scene0002_00"
+    ]
     assert not (tmp_path / "o" / "val").exists()
     assert any("go to the train split" in r.getMessage() for r in caplog.records)
 
@@ -266,7 +268,8 @@ def test_changed_split_files_never_leave_a_scene_in_two_splits(release, tmp_path
     assert summary.done == ["scene0001_00"] and sorted(summary.skipped) == ["scene0000_00", "scene0002_00"]
     assert sorted(Manifest.load(out / "train" / "manifest.json").scenes) == ["scene0000_00"]
     assert sorted(Manifest.load(out / "val" / "manifest.json").scenes) == ["scene0001_00", "scene0002_00"]
-    assert not (out / "train" / "scene0001_00.npz").exists() and not (out / "gt" / "train" / "scene0001_00.txt").exists()
+    assert not (out / "train" / "scene0001_00.npz").exists()
+    assert not (out / "gt" / "train" / "scene0001_00.txt").exists()
     assert any("no longer in the train split" in r.getMessage() for r in caplog.records)
     # Without split files everything is train: the val split is emptied, not left overlapping.
     for name in ("scannetv2_train.txt", "scannetv2_val.txt"):

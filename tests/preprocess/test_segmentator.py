@@ -24,7 +24,8 @@ def _bumpy_sheet(n: int = 60, seed: int = 0):
 def _scene_like():
     """A room corner with furniture-like boxes and tiny isolated pieces (components under 20 vertices)."""
     parts = [grid((0, 0, 0), (3, 0, 0), (0, 3, 0), 0.05), grid((0, 0, 0), (0, 0, 2.5), (3, 0, 0), 0.05),
-             box((1.0, 1.0, 0.4), (0.3, 0.2, 0.4), 0.04), transform(box((0, 0, 0.2), (0.5, 0.3, 0.2), 0.05), 0.5, (2, 2, 0)),
+             box((1.0, 1.0, 0.4), (0.3, 0.2, 0.4), 0.04),
+             transform(box((0, 0, 0.2), (0.5, 0.3, 0.2), 0.05), 0.5, (2, 2, 0)),
              box((0.5, 2.5, 0.05), (0.02, 0.02, 0.02), 0.1)]  # 8 vertices: a component smaller than 20
     m = concat(parts)
     v = m.vertices + 0.002 * np.random.default_rng(1).standard_normal(m.vertices.shape)

@@ -33,7 +33,8 @@ def test_instance_ply_round_trip(tmp_path):
 
 def test_matplotlib_render_always_works(tmp_path):
     xyz, inst = _scene()
-    assert render_png(tmp_path / "a.png", xyz, color_instances(inst), backend="matplotlib", width=320, height=240) == "matplotlib"
+    backend = render_png(tmp_path / "a.png", xyz, color_instances(inst), backend="matplotlib", width=320, height=240)
+    assert backend == "matplotlib"
     data = (tmp_path / "a.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
     with pytest.raises(ValueError, match="backend"):
