@@ -61,6 +61,11 @@ class KernelMapCache:
             self._down[stride] = kmap
         return kmap
 
+    @property
+    def strides(self) -> list[int]:
+        """The strides whose voxel sets this cache holds, ascending."""
+        return sorted(self._levels)
+
 
 def _is_power_of_two(v: int) -> bool:
     return v > 0 and (v & (v - 1)) == 0

@@ -8,6 +8,7 @@ import pytest
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from pointformer.cli.preprocess import superpoints_main
 from pointformer.io.ply import read_ply, write_ply
 from pointformer.preprocess import segmentator as S
 from pointformer.synthetic.meshes import box, concat, grid, transform
@@ -136,24 +137,24 @@ def test_cli_writes_official_layout(tmp_path, capsys):
     mesh = tmp_path / "room_vh_clean_2.ply"
     write_ply(mesh, v, colors=np.zeros_like(v, dtype=np.uint8), faces=f)
     out = tmp_path / "out.segs.json"
-    assert S.main([str(mesh), str(out)]) == 0
+    assert superpoints_main([str(mesh), str(out)]) == 0
     data = json.loads(out.read_text())
     assert set(data) == {"params", "sceneId", "segIndices"}
     assert data["params"] == {"kThresh": 0.01, "segMinVerts": 20}
     assert data["sceneId"] == "room_vh_clean_2"
     np.testing.assert_array_equal(data["segIndices"], S.segment_mesh(read_ply(mesh).vertices, f))
     # Default output name, as the official tool names it.
-    assert S.main([str(mesh)]) == 0
+    assert superpoints_main([str(mesh)]) == 0
     assert (tmp_path / "room_vh_clean_2.0.010000.segs.json").exists()
 
 
 def test_cli_errors_name_the_file(tmp_path, capsys):
     points = tmp_path / "points.ply"
     write_ply(points, np.zeros((4, 3)))
-    assert S.main([str(points), str(tmp_path / "o.json")]) == 1
+    assert superpoints_main([str(points), str(tmp_path / "o.json")]) == 1
     err = capsys.readouterr().err
     assert "points.ply" in err and "triangle mesh" in err
-    assert S.main([str(tmp_path / "missing.ply")]) == 1
+    assert superpoints_main([str(tmp_path / "missing.ply")]) == 1
     assert "missing.ply" in capsys.readouterr().err
 
 
