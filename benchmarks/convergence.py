@@ -91,7 +91,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
 class StudySize:
     """Data, schedule and model of one study setting (``--quick``, default, ``--full``)."""
 
-    preset: str                 # Hydra experiment preset (pointformer/configs/experiment/<preset>.yaml)
+    preset: str                 # Hydra experiment preset (configs/experiment/<preset>.yaml)
     train_scenes: int
     val_scenes: int
     vertices: int               # target mesh vertices per synthetic scene
