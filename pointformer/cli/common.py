@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from typing import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence, Union
+
+if TYPE_CHECKING:
+    from pointformer.inference import Predictor
 
 
 def add_import_option(parser: argparse.ArgumentParser) -> None:
@@ -20,3 +24,18 @@ def import_modules(names: Sequence[str]) -> None:
             importlib.import_module(name)
         except ImportError as exc:
             raise ValueError(f"--import {name}: cannot import it ({exc}); is its folder on PYTHONPATH?") from None
+
+
+def add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--import``: what a command that runs a checkpoint needs (a checkpoint of
+    your own loss needs its module)."""
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_import_option(parser)
+
+
+def load_predictor(args: argparse.Namespace, checkpoint: Union[str, Path]) -> "Predictor":
+    """The predictor of ``checkpoint`` with the parsed ``--import``, ``--device`` and ``overrides``."""
+    from pointformer.inference import Predictor
+
+    import_modules(args.imports)
+    return Predictor.from_checkpoint(checkpoint, args.overrides, device=args.device)

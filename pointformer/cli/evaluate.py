@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from pointformer.cli.common import add_import_option, import_modules
+from pointformer.cli.common import add_checkpoint_options, load_predictor
 
 
 def _fail(command: str, message: str, status: int) -> int:
@@ -86,18 +86,15 @@ def evaluate_model_main(argv: Sequence[str]) -> int:
     parser.add_argument("--split", default=None, help="split to evaluate (default: data.val_split)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N scenes")
     parser.add_argument("--out", default=None, help="folder for eval.csv and metrics.json")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    add_import_option(parser)  # a checkpoint of your own loss needs its module
+    add_checkpoint_options(parser)
     args = parser.parse_args(list(argv))
 
     from pointformer.config import ConfigError
-    from pointformer.inference import Predictor
     from pointformer.io.atomic import atomic_write_json
     from pointformer.io.checkpoint import CheckpointError
 
     try:
-        import_modules(args.imports)
-        predictor = Predictor.from_checkpoint(args.checkpoint, args.overrides, device=args.device)
+        predictor = load_predictor(args, args.checkpoint)
         split = args.split or predictor.settings.data.val_split
         if split is None:
             return _fail("evaluate-model", "the checkpoint's config has no data.val_split; pass --split", 2)

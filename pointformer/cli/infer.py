@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from pointformer.cli.common import add_import_option, import_modules
+from pointformer.cli.common import add_checkpoint_options, load_predictor
 
 
 def _fail(message: str, status: int = 2) -> int:
@@ -33,15 +33,13 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--png", action="store_true",
                         help="also render a PNG view (Open3D offscreen, matplotlib fallback)")
     parser.add_argument("--show", action="store_true", help="open an Open3D viewer window")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the checkpoint config "
                                                      "(e.g. model.decoder.eval_num_queries=150)")
-    add_import_option(parser)  # a checkpoint of your own loss needs its module
+    add_checkpoint_options(parser)
     args = parser.parse_args(list(argv))
 
     from pointformer.config import ConfigError
     from pointformer.engine.infer import find_default_checkpoint, predict_scan_file, read_scan, write_scan_instances
-    from pointformer.inference import Predictor
     from pointformer.io.checkpoint import CheckpointError
 
     scan_path = Path(args.scan)
@@ -50,9 +48,8 @@ def main(argv: Sequence[str]) -> int:
         return _fail("no --checkpoint given and no best.pt under ./outputs or ./demo_output; train one "
                      "(`pointformer demo` or `pointformer train ...`) and pass --checkpoint PATH")
     try:
-        import_modules(args.imports)
         scan = read_scan(scan_path, cell=args.cell)
-        predictor = Predictor.from_checkpoint(checkpoint, args.overrides, device=args.device)
+        predictor = load_predictor(args, checkpoint)
         result = predict_scan_file(predictor, scan, min_points=args.min_points)
     except (ConfigError, CheckpointError, ValueError) as exc:
         return _fail(str(exc))

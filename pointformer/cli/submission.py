@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from pointformer.cli.common import add_import_option, import_modules
+from pointformer.cli.common import add_checkpoint_options, load_predictor
 
 
 def _fail(command: str, message: str, status: int = 2) -> int:
@@ -38,18 +38,15 @@ def export_main(argv: Sequence[str]) -> int:
     parser.add_argument("--workers", type=int, default=1, help="preprocessing processes for a raw input")
     parser.add_argument("--limit", type=int, default=None,
                         help="only the first N scenes (quick checks; fails validation)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    add_import_option(parser)  # a checkpoint of your own loss needs its module
+    add_checkpoint_options(parser)
     args = parser.parse_args(list(argv))
 
     from pointformer.config import ConfigError
     from pointformer.engine.export import export_submission
-    from pointformer.inference import Predictor
     from pointformer.io.checkpoint import CheckpointError
 
     try:
-        import_modules(args.imports)
-        predictor = Predictor.from_checkpoint(args.checkpoint, args.overrides, device=args.device)
+        predictor = load_predictor(args, args.checkpoint)
         report = export_submission(predictor, Path(args.input), Path(args.out_zip), split=args.split,
                                    scans=Path(args.scans) if args.scans else None,
                                    preprocessed_dir=Path(args.preprocessed_dir) if args.preprocessed_dir else None,
