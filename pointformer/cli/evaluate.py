@@ -1,6 +1,6 @@
 """Evaluation commands.
 
-* ``pointformer evaluate PRED_DIR GT_DIR [--dataset scannet|s3dis] [--csv OUT.csv] [--json OUT.json]``:
+* ``pointformer evaluate PRED_DIR GT_DIR [--dataset scannet|scannet200|s3dis] [--csv OUT.csv] [--json OUT.json]``:
   the official file contract (``pointformer.evaluation.files``).
 * ``pointformer evaluate-model CHECKPOINT [key=value ...]``: predict a labelled split with a checkpoint
   (``pointformer.inference.Predictor``) and evaluate it.
@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("pred_dir", help="folder with <scene>.txt prediction files (masks in a subfolder)")
     parser.add_argument("gt_dir", help="folder with <scene>.txt GT files (label*1000+instance per vertex)")
     parser.add_argument("--dataset", choices=DATASETS, default="scannet",
-                        help="class set: scannet (18 nyu40 classes) or s3dis (1..13; adds precision/recall)")
+                        help="class set: scannet (18 nyu40 classes), scannet200 (198 raw-category ids; adds "
+                             "head/common/tail means) or s3dis (1..13; adds precision/recall)")
     parser.add_argument("--csv", metavar="OUT.csv", help="write the official result CSV (class,class id,ap,ap50,ap25)")
     parser.add_argument("--json", metavar="OUT.json", help="write all numbers as JSON")
     parser.add_argument("--require-all-scenes", action="store_true",

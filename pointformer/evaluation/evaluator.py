@@ -100,7 +100,8 @@ class ScanNetEvaluator:
             precision = {n: float(v) for n, v in zip(self.classes.names, prec)}
             recall = {n: float(v) for n, v in zip(self.classes.names, rec)}
         return EvaluationResult(dataset=self.dataset, class_ids=self.classes.ids, class_names=self.classes.names,
-                                ap_matrix=ap, num_scenes=self.num_scenes, precision=precision, recall=recall)
+                                ap_matrix=ap, num_scenes=self.num_scenes, precision=precision, recall=recall,
+                                class_groups=self.classes.groups)
 
 
 def _match_scene(scene: SceneOverlaps, iou: np.ndarray, ignore_share: np.ndarray, threshold: float
@@ -181,7 +182,8 @@ def evaluate_scenes(gt_ids: Sequence[np.ndarray], predictions: Sequence[ScenePre
 
     gt_ids:      per scene int [V] GT ids (label*1000 + inst, 0 = unannotated)
     predictions: per scene :class:`ScenePrediction` over the same V vertices
-    dataset:     "scannet" (18 nyu40 classes) or "s3dis" (1..13, plus mean precision / recall)
+    dataset:     "scannet" (18 nyu40 classes), "scannet200" (198 raw-category ids; adds head / common /
+                 tail means) or "s3dis" (1..13, plus mean precision / recall)
     scene_names: used in error messages
     """
     if len(gt_ids) != len(predictions):

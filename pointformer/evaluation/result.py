@@ -29,6 +29,8 @@ class EvaluationResult:
     map / map50 / map25: NaN-mean over classes (x the nine thresholds 0.50..0.90 for ``map``).
     ap / ap50 / ap25: per class name (``ap`` is the plain mean over the nine thresholds).
     mean_precision / mean_recall (S3DIS only): at IoU >= 0.5, NaN-mean over classes.
+    class_groups: named subsets of ``class_names`` (ScanNet200: head, common, tail); ``group_map``,
+                  ``group_map50`` and ``group_map25`` are the same NaN-means over each group's classes.
     """
 
     dataset: str
@@ -39,6 +41,7 @@ class EvaluationResult:
     thresholds: np.ndarray = field(default_factory=lambda: IOU_THRESHOLDS.copy())
     precision: Optional[dict[str, float]] = None
     recall: Optional[dict[str, float]] = None
+    class_groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def map(self) -> float:
@@ -51,6 +54,25 @@ class EvaluationResult:
     @property
     def map25(self) -> float:
         return _nanmean(self.ap_matrix[:, AP25_COLUMN])
+
+    def _group_means(self, columns: np.ndarray | int) -> dict[str, float]:
+        """Per group: the NaN-mean of its classes' rows of ``ap_matrix`` at ``columns``."""
+        row = {name: i for i, name in enumerate(self.class_names)}
+        return {group: _nanmean(self.ap_matrix[[row[n] for n in names]][:, columns])
+                for group, names in self.class_groups}
+
+    @property
+    def group_map(self) -> dict[str, float]:
+        """Per class group (e.g. head/common/tail): mAP over its classes, as ``map`` over all."""
+        return self._group_means(AP_COLUMNS)
+
+    @property
+    def group_map50(self) -> dict[str, float]:
+        return self._group_means(AP50_COLUMN)
+
+    @property
+    def group_map25(self) -> dict[str, float]:
+        return self._group_means(AP25_COLUMN)
 
     @property
     def ap(self) -> dict[str, float]:
@@ -76,22 +98,27 @@ class EvaluationResult:
     def table(self) -> str:
         """The per-class table as printed by the official script (plus precision/recall for S3DIS)."""
         pr = self.precision is not None
-        width = 64 + (30 if pr else 0)
-        head = f"{'what':<15}:{'AP':>15}{'AP_50%':>15}{'AP_25%':>15}"
+        name_width = max([15, *map(len, self.class_names)])  # ScanNet200 has names longer than 15
+        width = name_width + 49 + (30 if pr else 0)
+        head = f"{'what':<{name_width}}:{'AP':>15}{'AP_50%':>15}{'AP_25%':>15}"
         if pr:
             head += f"{'prec_50%':>15}{'rec_50%':>15}"
         lines = ["#" * width, head, "#" * width]
         ap, ap50, ap25 = self.ap, self.ap50, self.ap25
         for name in self.class_names:
-            line = f"{name:<15}:{ap[name]:>15.3f}{ap50[name]:>15.3f}{ap25[name]:>15.3f}"
+            line = f"{name:<{name_width}}:{ap[name]:>15.3f}{ap50[name]:>15.3f}{ap25[name]:>15.3f}"
             if pr:
                 line += f"{self.precision[name]:>15.3f}{self.recall[name]:>15.3f}"
             lines.append(line)
         lines.append("-" * width)
-        line = f"{'average':<15}:{self.map:>15.3f}{self.map50:>15.3f}{self.map25:>15.3f}"
+        line = f"{'average':<{name_width}}:{self.map:>15.3f}{self.map50:>15.3f}{self.map25:>15.3f}"
         if pr:
             line += f"{self.mean_precision:>15.3f}{self.mean_recall:>15.3f}"
         lines.append(line)
+        group_map, group_map50, group_map25 = self.group_map, self.group_map50, self.group_map25
+        for group, _ in self.class_groups:
+            lines.append(f"{group:<{name_width}}:{group_map[group]:>15.3f}{group_map50[group]:>15.3f}"
+                         f"{group_map25[group]:>15.3f}")
         return "\n".join(lines)
 
     def csv_text(self) -> str:
@@ -114,6 +141,10 @@ class EvaluationResult:
             "ap": self.ap, "ap50": self.ap50, "ap25": self.ap25,
             "class_ids": dict(zip(self.class_names, self.class_ids)),
         }
+        for means, prefix in ((self.group_map, "map"), (self.group_map50, "map50"), (self.group_map25, "map25")):
+            out.update({f"{prefix}_{group}": value for group, value in means.items()})
+        if self.class_groups:
+            out["class_groups"] = {group: list(names) for group, names in self.class_groups}
         if self.precision is not None:
             out.update(mean_precision=self.mean_precision, mean_recall=self.mean_recall,
                        precision=dict(self.precision), recall=dict(self.recall))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pointformer.evaluation import ScenePrediction, SegmentMasks, evaluate_scenes
-from pointformer.io.labels import SCANNET_INSTANCE_IDS
+from pointformer.io.labels import SCANNET200_INSTANCE_IDS, SCANNET_INSTANCE_IDS
 
 THRESHOLDS = [0.5 + 0.05 * i for i in range(9)] + [0.25]
 
@@ -113,10 +113,16 @@ def _reference_ap(y_true, y_score, hard_fn):
     return sum(p * (padded[i] - padded[i + 2]) / 2 for i, p in enumerate(precision))
 
 
-def random_scene(rng: np.random.Generator, num_vertices: int = 1500):
-    """GT ids and a prediction that exercise every rule of the protocol."""
+def random_scene(rng: np.random.Generator, num_vertices: int = 1500, class_ids=SCANNET_INSTANCE_IDS,
+                 gt_classes=None, other_ids=(1, 40)):
+    """GT ids and a prediction that exercise every rule of the protocol.
+
+    class_ids: the evaluated class set; gt_classes: the evaluated classes the GT uses (default: the
+    first three, twice as often as each of ``other_ids``, the non-evaluated labels such as wall).
+    """
     gt = np.zeros(num_vertices, np.int64)
-    labels = list(SCANNET_INSTANCE_IDS[:3]) * 2 + [1, 40]  # five benchmark classes + wall, floor, otherprop
+    gt_classes = list(class_ids[:3]) if gt_classes is None else list(gt_classes)
+    labels = gt_classes * 2 + list(other_ids)
     start, inst = 0, 1
     while start < num_vertices:
         size = int(rng.choice([40, 95, 99, 100, 101, 150, 250, 400]))
@@ -139,8 +145,8 @@ def random_scene(rng: np.random.Generator, num_vertices: int = 1500):
             elif kind < 0.7:  # straddle into the next object: two GT at IoU > 0.25 (order-dependent walk)
                 m[members[-1]:members[-1] + int(rng.integers(members.size // 2, members.size + 150))] = True
             masks.append(m)
-            cls = (label if label in SCANNET_INSTANCE_IDS and rng.random() > 0.1
-                   else int(rng.choice(SCANNET_INSTANCE_IDS[:6])))
+            cls = (label if label in class_ids and rng.random() > 0.1
+                   else int(rng.choice(gt_classes + list(class_ids[3:6]))))
             classes.append(cls)
             scores.append(float(np.round(rng.random(), 1)))  # rounding makes ties
     for _ in range(int(rng.integers(0, 6))):  # random blobs, some tiny, some with non-benchmark classes
@@ -148,7 +154,7 @@ def random_scene(rng: np.random.Generator, num_vertices: int = 1500):
         a = int(rng.integers(0, num_vertices))
         m[a:a + int(rng.choice([50, 99, 100, 300]))] = True
         masks.append(m)
-        classes.append(int(rng.choice(list(SCANNET_INSTANCE_IDS[:6]) + [1, 40])))
+        classes.append(int(rng.choice(gt_classes + list(class_ids[3:6]) + list(other_ids))))
         scores.append(float(rng.random()))
     order = rng.permutation(len(masks))
     masks = np.array(masks, bool).reshape(-1, num_vertices)[order]
@@ -170,6 +176,30 @@ def test_vectorised_evaluator_matches_loop_reference_on_random_scenes(seed):
     np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
     assert np.isfinite(expected).sum() > 10  # the scenes are not degenerate
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_scannet200_evaluator_matches_loop_reference_on_random_scenes(seed):
+    # Classes from the whole id range (head chair 2, tail ids > 1000, ...); the non-evaluated labels are
+    # wall 1, floor 3 (both ScanNet200 stuff; 3 is cabinet in ScanNet v2) and 12, a raw id outside the 200.
+    rng = np.random.default_rng(200 + seed)
+    gt_classes = [int(c) for c in rng.choice(SCANNET200_INSTANCE_IDS, 3, replace=False)] + [2, 1191]
+    scenes = [random_scene(rng, 900, SCANNET200_INSTANCE_IDS, gt_classes, other_ids=(1, 3, 12)) for _ in range(4)]
+    gts = [s[0] for s in scenes]
+    preds = [s[1] for s in scenes]
+    expected = reference_evaluate(gts, preds, class_ids=SCANNET200_INSTANCE_IDS)
+    result = evaluate_scenes(gts, preds, dataset="scannet200")
+    assert result.ap_matrix.shape == (198, 10)
+    np.testing.assert_array_equal(np.isnan(result.ap_matrix), np.isnan(expected))
+    np.testing.assert_allclose(result.ap_matrix, expected, rtol=0, atol=1e-12)
+    assert np.isfinite(expected).sum() > 10
+    # head / common / tail: the mean of the AP, AP50, AP25 of the group's classes that have GT.
+    row = {name: i for i, name in enumerate(result.class_names)}
+    for group, names in result.class_groups:
+        rows = [row[n] for n in names if not np.isnan(expected[row[n], 0])]
+        for got, column in ((result.group_map, slice(0, 9)), (result.group_map50, 0), (result.group_map25, 9)):
+            want = float(np.mean([np.mean(expected[r, column]) for r in rows])) if rows else float("nan")
+            np.testing.assert_allclose(got[group], want, rtol=0, atol=1e-12, err_msg=group)
 
 
 def test_order_dependent_walk_at_iou_0_25_follows_the_recorded_order():
