@@ -58,7 +58,7 @@ def check_predictions(predictions: Mapping[str, ScenePrediction], *, dataset: st
         bad = sorted({int(c) for c in pred.class_ids.tolist() if int(c) not in allowed})
         if bad:
             raise ValueError(f"submission: {scene}: class ids {bad} are not {dataset} benchmark ids "
-                             f"(allowed: {list(classes.ids)}); map or drop them before writing")
+                             f"(allowed: {classes.ids_text()}); map or drop them before writing")
         if pred.num_masks and not np.isfinite(pred.scores).all():
             i = int(np.flatnonzero(~np.isfinite(pred.scores))[0])
             raise ValueError(f"submission: {scene}: confidence of instance {i} is {pred.scores[i]} (must be finite)")

@@ -27,7 +27,7 @@ from typing import Optional
 
 import numpy as np
 
-from pointformer.evaluation.protocol import class_set
+from pointformer.evaluation.protocol import ClassSet, class_set
 from pointformer.io.ply import read_ply_vertex_count
 
 SCANNET_TEST_SCENES = 100
@@ -92,10 +92,10 @@ def validate_submission(zip_path: str | os.PathLike, scans_dir: str | os.PathLik
     Raises ValueError only for unusable arguments (no scans folder, unknown dataset); everything
     wrong with the submission itself is reported in the returned :class:`ValidationReport`.
     """
-    allowed = set(class_set(dataset).ids)
+    classes = class_set(dataset)
     expected = expected_scene_names(scans_dir, scene_list)
     report = ValidationReport(Path(zip_path), expected_scenes=len(expected))
-    if dataset == "scannet" and len(expected) != SCANNET_TEST_SCENES:
+    if dataset in ("scannet", "scannet200") and len(expected) != SCANNET_TEST_SCENES:
         report.warnings.append(Problem(str(scans_dir), f"{len(expected)} scenes expected; the ScanNet test split "
                                                        f"has {SCANNET_TEST_SCENES}"))
     zip_path = Path(zip_path)
@@ -108,11 +108,11 @@ def validate_submission(zip_path: str | os.PathLike, scans_dir: str | os.PathLik
         report.problems.append(Problem(str(zip_path), f"not a readable zip archive ({exc})"))
         return report
     with zf:
-        _validate_archive(zf, Path(scans_dir), expected, allowed, dataset, report)
+        _validate_archive(zf, Path(scans_dir), expected, classes, report)
     return report
 
 
-def _validate_archive(zf: zipfile.ZipFile, scans_dir: Path, expected: list[str], allowed: set[int], dataset: str,
+def _validate_archive(zf: zipfile.ZipFile, scans_dir: Path, expected: list[str], classes: ClassSet,
                       report: ValidationReport) -> None:
     problems, warnings = report.problems, report.warnings
     files = [i.filename for i in zf.infolist() if not i.is_dir()]
@@ -160,7 +160,7 @@ def _validate_archive(zf: zipfile.ZipFile, scans_dir: Path, expected: list[str],
             except ValueError as exc:
                 vertex_counts[scene] = None
                 problems.append(Problem(full, f"cannot check mask lengths: {exc}"))
-        _validate_scene_file(zf, full, root, in_root, vertex_counts[scene], allowed, dataset, referenced, report)
+        _validate_scene_file(zf, full, root, in_root, vertex_counts[scene], classes, referenced, report)
 
     for rel, full in sorted(in_root.items()):
         if "/" in rel and full not in referenced:
@@ -168,7 +168,7 @@ def _validate_archive(zf: zipfile.ZipFile, scans_dir: Path, expected: list[str],
 
 
 def _validate_scene_file(zf: zipfile.ZipFile, full: str, root: str, in_root: dict[str, str],
-                         num_vertices: Optional[int], allowed: set[int], dataset: str,
+                         num_vertices: Optional[int], classes: ClassSet,
                          referenced: dict[str, str], report: ValidationReport) -> None:
     problems = report.problems
     try:
@@ -218,9 +218,9 @@ def _validate_scene_file(zf: zipfile.ZipFile, full: str, root: str, in_root: dic
                     _validate_mask(zf, entry, where, num_vertices, report)
         if not _INT.match(class_text):
             problems.append(Problem(where, f"class id {class_text!r} is not a non-negative integer"))
-        elif int(class_text) not in allowed:
-            problems.append(Problem(where, f"class id {class_text} is not a {dataset} benchmark class id "
-                                           f"(allowed: {sorted(allowed)})"))
+        elif int(class_text) not in classes.ids:
+            problems.append(Problem(where, f"class id {class_text} is not a {classes.dataset} benchmark class id "
+                                           f"(allowed: {classes.ids_text()})"))
         try:
             score = float(score_text)
         except ValueError:

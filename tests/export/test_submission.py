@@ -236,3 +236,31 @@ def test_validate_submission_through_the_pointformer_cli(good_zip, scans, capsys
 
     assert cli_main(["validate-submission", str(good_zip), "--scans", str(scans)]) == 0
     assert "OK: ready to upload" in capsys.readouterr().out
+
+
+def test_scannet200_submission_carries_raw_ids_and_the_validator_checks_them(scans, tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    raw_ids = np.array([2, 39, 1191])   # chair, cushion, mattress: ScanNet200 raw-category ids
+    predictions = {name: ScenePrediction(rng.random((3, n)) < 0.2, raw_ids, rng.random(3))
+                   for name, n in SCENES.items()}
+    sub = write_submission(tmp_path / "s200.zip", predictions, dataset="scannet200")
+    with zipfile.ZipFile(sub) as zf:
+        assert zf.read("scene0707_00.txt").decode().splitlines()[2].split()[1] == "1191"
+    report = validate_submission(sub, scans, dataset="scannet200")
+    assert report.ok, report.problems
+    assert any("the ScanNet test split has 100" in w.message for w in report.warnings)
+    assert validate_main([str(sub), "--scans", str(scans), "--dataset", "scannet200"]) == 0
+    # Under ScanNet v2 rules the raw ids are not benchmark ids (2 is nyu40 floor, 1191 is no nyu40 id).
+    v2 = validate_submission(sub, scans)
+    assert any("class id 1191 is not a scannet benchmark class id" in p.message for p in v2.problems)
+    # A ScanNet v2 submission (nyu40 ids) validated as ScanNet200: 3 is floor, 5 is not one of the 200.
+    capsys.readouterr()
+    v2_zip = write_submission(tmp_path / "v2.zip", _predictions())
+    assert validate_main([str(v2_zip), "--scans", str(scans), "--dataset", "scannet200", "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "class id 3 is not a scannet200 benchmark class id (allowed: the 198 ids of class_set('scannet200')" in out
+    # The writer refuses the stuff classes wall (1) and floor (3) under ScanNet200.
+    stuff = {"scene0707_00": ScenePrediction(np.ones((1, 700), bool), np.array([1]), np.array([0.5]))}
+    with pytest.raises(ValueError, match=r"class ids \[1\] are not scannet200 benchmark ids"):
+        write_submission(tmp_path / "stuff.zip", stuff, dataset="scannet200")
+    assert not (tmp_path / "stuff.zip").exists()
