@@ -23,7 +23,8 @@ def _fail(command: str, message: str, status: int = 2) -> int:
 def export_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="pointformer export",
-        description="Predict the test split with a checkpoint and write a validated ScanNet benchmark submission zip.")
+        description="Predict the test split with a checkpoint and write a validated ScanNet benchmark submission zip "
+                    "(the checkpoint's data.dataset picks the class ids: scannet or scannet200).")
     parser.add_argument("checkpoint")
     parser.add_argument("input", help="preprocessed root (with test/manifest.json) or raw ScanNet root "
                                       "(with scans_test/)")
@@ -74,7 +75,9 @@ def validate_main(argv: Optional[Sequence[str]] = None) -> int:
                                                        "<scene>_vh_clean_2.ply")
     parser.add_argument("--scene-list", help="file with the expected scene names, one a line (default: the scene "
                                              "folders of --scans)")
-    parser.add_argument("--dataset", choices=DATASETS, default="scannet", help="class id set (default scannet)")
+    parser.add_argument("--dataset", choices=DATASETS, default="scannet",
+                        help="class id set: scannet (the 18 nyu40 ids, default), scannet200 (the 198 raw-category "
+                             "ids of the ScanNet200 benchmark) or s3dis")
     parser.add_argument("--quiet", action="store_true", help="print problems only, no warnings")
     args = parser.parse_args(list(argv) if argv is not None else None)
     try:
