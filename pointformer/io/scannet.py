@@ -119,6 +119,8 @@ class RawScanNetScene:
     seg_indices int64 [V] or None     official segment id per vertex (None for test scenes)
     instance    int32 [V] or None     objectId + 1 of the vertex's segGroup, 0 = unannotated
     nyu40       int32 [V] or None     nyu40 id of the vertex's segGroup class, 0 = unannotated
+    raw_id      int32 [V] or None     label-map ``id`` (raw-category id, ScanNet200's class id) of the
+                                      vertex's segGroup, 0 = unannotated (None: no ScanNet200 map given)
     labels_ply  int32 [V] or None     the ``label`` of labels.ply (checked, not used for classes)
     objects     the segGroups kept (duplicates dropped), in file order
     notes       repaired defects (each also logged as a warning)
@@ -133,6 +135,7 @@ class RawScanNetScene:
     seg_indices: Optional[np.ndarray] = None
     instance: Optional[np.ndarray] = None
     nyu40: Optional[np.ndarray] = None
+    raw_id: Optional[np.ndarray] = None
     labels_ply: Optional[np.ndarray] = None
     objects: list[SegGroup] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -177,35 +180,61 @@ def _read_json(path: Path, scene: str) -> Any:
 # Release-level files
 
 
+def _read_label_rows(path: Path, column: str) -> list[tuple[int, str, int]]:
+    """(line number, raw_category, integer ``column``) of every row whose ``column`` is not empty."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f, delimiter="\t")
+            columns = reader.fieldnames or []
+            if "raw_category" not in columns or column not in columns:
+                raise ScanNetFormatError(
+                    f"{path}: label map needs tab-separated columns 'raw_category' and {column!r}, "
+                    f"found {columns[:6]}")
+            rows: list[tuple[int, str, int]] = []
+            for lineno, row in enumerate(reader, start=2):
+                value = (row.get(column) or "").strip()
+                if not value:
+                    continue
+                try:
+                    rows.append((lineno, row["raw_category"], int(value)))
+                except ValueError:
+                    raise ScanNetFormatError(f"{path}: line {lineno}: {column} {value!r} is not an integer") from None
+    except FileNotFoundError:
+        raise ScanNetFormatError(f"{path}: label map not found (it ships with the ScanNet release as "
+                                 f"{LABEL_MAP_NAME})") from None
+    if not rows:
+        raise ScanNetFormatError(f"{path}: label map holds no rows")
+    return rows
+
+
 def read_label_map(path: str | os.PathLike, *, label_to: str = "nyu40id") -> dict[str, int]:
     """``scannetv2-labels.combined.tsv`` -> {raw_category: id} (``label_to``: nyu40id or id).
 
     Rows with an empty target id are skipped. Raises ScanNetFormatError naming the file when it is
     missing, lacks the columns, or holds a non-integer id.
     """
+    return {raw: value for _, raw, value in _read_label_rows(Path(path), label_to)}
+
+
+def read_scannet200_map(path: str | os.PathLike) -> dict[str, int]:
+    """``scannetv2-labels.combined.tsv`` -> {raw_category: raw-category ``id``}: ScanNet200's label map.
+
+    ScanNet200 classes are raw-category ids (the ``id`` column), not nyu40 ids. Every row must carry
+    a positive integer id and a raw category may not be listed twice with different ids; anything else
+    raises ScanNetFormatError naming the file and the line.
+    """
     path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f, delimiter="\t")
-            columns = reader.fieldnames or []
-            if "raw_category" not in columns or label_to not in columns:
-                raise ScanNetFormatError(
-                    f"{path}: label map needs tab-separated columns 'raw_category' and {label_to!r}, "
-                    f"found {columns[:6]}")
-            mapping: dict[str, int] = {}
-            for lineno, row in enumerate(reader, start=2):
-                value = (row.get(label_to) or "").strip()
-                if not value:
-                    continue
-                try:
-                    mapping[row["raw_category"]] = int(value)
-                except ValueError:
-                    raise ScanNetFormatError(f"{path}: line {lineno}: {label_to} {value!r} is not an integer") from None
-    except FileNotFoundError:
-        raise ScanNetFormatError(f"{path}: label map not found (it ships with the ScanNet release as "
-                                 f"{LABEL_MAP_NAME})") from None
-    if not mapping:
-        raise ScanNetFormatError(f"{path}: label map holds no rows")
+    mapping: dict[str, int] = {}
+    first_line: dict[str, int] = {}
+    for lineno, raw, value in _read_label_rows(path, "id"):
+        if value <= 0:
+            raise ScanNetFormatError(f"{path}: line {lineno}: id {value} of raw category {raw!r} must be a "
+                                     "positive integer")
+        if raw in mapping and mapping[raw] != value:
+            raise ScanNetFormatError(f"{path}: line {lineno}: raw category {raw!r} has id {value} but line "
+                                     f"{first_line[raw]} gives it id {mapping[raw]}")
+        mapping.setdefault(raw, value)
+        first_line.setdefault(raw, lineno)
     return mapping
 
 
@@ -331,12 +360,14 @@ def _drop_duplicate_groups(groups: list[SegGroup], scene: str, path: Path, notes
 
 
 def read_scannet_scene(folder: str | os.PathLike, label_map: Optional[Mapping[str, int]] = None, *,
-                       require_annotations: Optional[bool] = None) -> RawScanNetScene:
+                       require_annotations: Optional[bool] = None,
+                       scannet200_map: Optional[Mapping[str, int]] = None) -> RawScanNetScene:
     """Read one scene folder.
 
     ``require_annotations``: True for ``scans/`` (labels, segs and aggregation must exist), False for
     ``scans_test/`` (they are ignored), None = read them when the aggregation file exists.
-    ``label_map`` (raw_category -> nyu40id) is needed for annotated scenes.
+    ``label_map`` (raw_category -> nyu40id) is needed for annotated scenes; with ``scannet200_map``
+    (raw_category -> raw-category id, :func:`read_scannet200_map`) ``raw_id`` is filled too.
     Raises ScanNetFormatError naming the scene and the file for every defect that cannot be
     repaired; repairable release defects are logged and listed in ``notes``.
     """
@@ -382,9 +413,14 @@ def read_scannet_scene(folder: str | os.PathLike, label_map: Optional[Mapping[st
     unknown = sorted({g.label for g in groups if g.label not in label_map})
     if unknown:
         raise _fail(scene, files.aggregation, f"raw categories not in the label map: {unknown[:8]}")
+    if scannet200_map is not None:
+        no_id = sorted({g.label for g in groups if g.label not in scannet200_map})
+        if no_id:
+            raise _fail(scene, files.aggregation, f"raw categories without an 'id' in the label map: {no_id[:8]}")
     seg_ids, seg_inverse = np.unique(seg, return_inverse=True)
     seg_instance = np.zeros(seg_ids.shape[0], dtype=np.int32)
     seg_nyu40 = np.zeros(seg_ids.shape[0], dtype=np.int32)
+    seg_raw_id = np.zeros(seg_ids.shape[0], dtype=np.int32)
     overlapping = 0
     for g in groups:
         segs = np.asarray(g.segments, dtype=np.int64)
@@ -399,6 +435,8 @@ def read_scannet_scene(folder: str | os.PathLike, label_map: Optional[Mapping[st
         # Like ScanNet's export script, a later group wins a segment claimed twice.
         seg_instance[pos] = g.object_id + 1
         seg_nyu40[pos] = label_map[g.label]
+        if scannet200_map is not None:
+            seg_raw_id[pos] = scannet200_map[g.label]
     if overlapping:
         _note(notes, scene, f"{files.aggregation.name}: {overlapping} segments belong to more than one "
                             "segGroup; the later group keeps them (as ScanNet's export script does)")
@@ -406,6 +444,8 @@ def read_scannet_scene(folder: str | os.PathLike, label_map: Optional[Mapping[st
     raw.objects = groups
     raw.instance = seg_instance[seg_inverse]
     raw.nyu40 = seg_nyu40[seg_inverse]
+    if scannet200_map is not None:
+        raw.raw_id = seg_raw_id[seg_inverse]
 
     try:
         labels = read_ply(files.labels)
@@ -445,17 +485,22 @@ def discover_scenes(folder: str | os.PathLike) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name.startswith("scene"))
 
 
-def write_label_map(path: str | os.PathLike, rows: Sequence[tuple[str, str, int]]) -> None:
+def write_label_map(path: str | os.PathLike, rows: Sequence[tuple[str, str, int]],
+                    ids: Optional[Sequence[int]] = None) -> None:
     """Write a ``scannetv2-labels.combined.tsv`` with the release's columns.
 
-    rows: (raw_category, category, nyu40id). Only the columns the readers use carry values beyond
-    these (nyu40class from the nyu40 name table when known).
+    rows: (raw_category, category, nyu40id). ``ids``: the ``id`` column (raw-category ids, ScanNet200's
+    classes), one per row; default the row numbers 1..N. Only the columns the readers use carry values
+    beyond these (nyu40class from the nyu40 name table when known).
     """
+    if ids is not None and len(ids) != len(rows):
+        raise ValueError(f"{path}: {len(ids)} ids for {len(rows)} label map rows")
     header = ["id", "raw_category", "category", "count", "nyu40id", "eigen13id", "nyuClass", "nyu40class",
               "eigen13class", "ModelNet40", "ModelNet10", "ShapeNetCore55", "synsetoffset", "wnsynsetid",
               "wnsynsetkey", "mpcat40", "mpcat40index"]
     lines = ["\t".join(header)]
-    for i, (raw_category, category, nyu40) in enumerate(rows, start=1):
+    row_ids = range(1, len(rows) + 1) if ids is None else ids
+    for i, (raw_category, category, nyu40) in zip(row_ids, rows):
         name = NYU40_NAMES.get(nyu40, "")
         values = [str(i), raw_category, category, "1", str(nyu40), "", "", name, "", "", "", "", "", "", "",
                   name, ""]

@@ -12,8 +12,11 @@ Arrays (V = vertices/points of the scene):
     semantic   int16   [V]      index into the manifest's ``class_names``; -1 = unannotated / void
     instance   int32   [V]      1..K per annotated object (all objects, stuff included); 0 = none
     gt_ids     int32   [V]      (ScanNet, optional) evaluation GT ``nyu40*1000 + inst``; 0 = unannotated
+    semantic200 int16  [V]      (ScanNet train/val, optional) ScanNet200 class: the raw-category id when it
+                                is one of the 200 ScanNet200 ids, else 0 (void: unannotated or outside the 200)
 Scalars: ``scene_id`` (str), ``num_mesh_vertices`` (int), ``format_version`` (int).
-Test scenes carry semantic = -1 and instance = 0 everywhere and no gt_ids.
+Test scenes carry semantic = -1 and instance = 0 everywhere and no gt_ids / semantic200.
+A scene written before ScanNet200 support has no semantic200; re-running preprocessing adds it.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from typing import Any, Optional
 import numpy as np
 
 from pointformer.io.atomic import atomic_write, atomic_write_json
+from pointformer.io.labels import SCANNET200_IDS
 
 FORMAT_VERSION = 1
 
@@ -56,6 +60,7 @@ class Scene:
     instance: np.ndarray
     num_mesh_vertices: int
     gt_ids: Optional[np.ndarray] = None
+    semantic200: Optional[np.ndarray] = None
 
     @property
     def num_points(self) -> int:
@@ -81,7 +86,23 @@ class Scene:
             raise SceneFormatError(f"{where}: superpoint ids must be contiguous 0..S-1")
         if self.gt_ids is not None and (self.gt_ids.dtype != np.int32 or self.gt_ids.shape != (n,)):
             raise SceneFormatError(f"{where}: gt_ids must be int32 [{n}], got {self.gt_ids.dtype} {self.gt_ids.shape}")
+        if self.semantic200 is not None:
+            s200 = self.semantic200
+            if s200.dtype != np.int16 or s200.shape != (n,):
+                raise SceneFormatError(f"{where}: semantic200 must be int16 [{n}], got {s200.dtype} {s200.shape}")
+            bad = np.setdiff1d(np.unique(s200), (0, *SCANNET200_IDS))
+            if bad.size:
+                raise SceneFormatError(f"{where}: semantic200 holds ids outside the ScanNet200 classes and 0 "
+                                       f"(void): {bad[:5].tolist()}")
         return self
+
+    def scannet200_gt_ids(self) -> Optional[np.ndarray]:
+        """ScanNet200 evaluation GT int32 [V]: ``semantic200 * 1000 + instance``, 0 where void or
+        unannotated; None when the scene has no ScanNet200 labels (test scenes, older folders)."""
+        if self.semantic200 is None:
+            return None
+        s200 = self.semantic200.astype(np.int32)
+        return np.where((s200 > 0) & (self.instance > 0), s200 * 1000 + self.instance, 0).astype(np.int32)
 
 
 def save_scene(scene: Scene, path: str | os.PathLike) -> None:
@@ -91,6 +112,8 @@ def save_scene(scene: Scene, path: str | os.PathLike) -> None:
     arrays = {name: getattr(scene, name) for name in _REQUIRED}
     if scene.gt_ids is not None:
         arrays["gt_ids"] = scene.gt_ids
+    if scene.semantic200 is not None:
+        arrays["semantic200"] = scene.semantic200
     arrays["scene_id"] = np.array(scene.scene_id)
     arrays["num_mesh_vertices"] = np.array(scene.num_mesh_vertices, dtype=np.int64)
     arrays["format_version"] = np.array(FORMAT_VERSION, dtype=np.int64)
@@ -118,6 +141,7 @@ def load_scene(path: str | os.PathLike) -> Scene:
         scene_id=str(contents["scene_id"]),
         num_mesh_vertices=int(contents["num_mesh_vertices"]),
         gt_ids=contents.get("gt_ids"),
+        semantic200=contents.get("semantic200"),
         **{k: contents[k] for k in _REQUIRED},
     )
     return scene.validate(str(path))
@@ -128,7 +152,8 @@ class Manifest:
     """Description of one preprocessed split: ``<root>/<split>/manifest.json``.
 
     ``scenes`` maps scene id -> {"file": relative npz name, "num_points": int, "num_superpoints": int,
-    "num_instances": int, "source_sha1": {raw file name: sha1}}.
+    "num_instances": int, "source_sha1": {raw file name: sha1}}; ScanNet train/val entries also name
+    their GT files relative to the output root: ``gt_file`` (ScanNet v2) and ``gt200_file`` (ScanNet200).
     """
 
     dataset: str

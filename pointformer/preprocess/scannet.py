@@ -5,14 +5,20 @@ Output layout (see ``pointformer.io.scene`` for the scene contract)::
     OUT_DIR/<split>/<scene>.npz        one preprocessed scene (vertex order of the mesh kept)
     OUT_DIR/<split>/manifest.json      scenes, counts, class map, source checksums, notes
     OUT_DIR/gt/<split>/<scene>.txt     official instance GT: nyu40 * 1000 + instance per vertex
+    OUT_DIR/gt200/<split>/<scene>.txt  ScanNet200 GT: raw-category id * 1000 + instance (0 = void)
 
 Splits: ``train`` and ``val`` from the official lists ``scannetv2_{train,val}.txt`` when present
 (in the release root or ``split_dir``), otherwise every scene under ``scans/`` goes to ``train``;
 ``test`` = every scene under ``scans_test/`` (superpoints computed with the mesh segmentator).
 
+Both label sets come from one pass: ScanNet v2 classes from the label map's ``nyu40id`` column,
+ScanNet200 classes (``semantic200`` in the scene, the gt200 files) from its ``id`` column.
+
 Re-running resumes: a scene whose manifest entry matches the current source checksums and whose
-files load is skipped; everything is written to a temporary name and renamed, so an interrupted run
-leaves no half-written scene. One bad scene never stops the others; the summary lists failures.
+files load (ScanNet200 labels and GT included) is skipped, so a folder preprocessed before
+ScanNet200 support is upgraded by re-running the same command. Everything is written to a
+temporary name and renamed, so an interrupted run leaves no half-written scene. One bad scene
+never stops the others; the summary lists failures.
 """
 from __future__ import annotations
 
@@ -28,10 +34,10 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 import numpy as np
 
 from pointformer.io.gt import write_gt_file
-from pointformer.io.labels import SCANNET_SEMANTIC_IDS, SCANNET_SEMANTIC_NAMES
+from pointformer.io.labels import SCANNET200_IDS, SCANNET_SEMANTIC_IDS, SCANNET_SEMANTIC_NAMES
 from pointformer.io.scannet import (
     LABEL_MAP_NAME, SPLIT_FILE_NAMES, RawScanNetScene, SceneFiles, ScanNetFormatError, discover_scenes,
-    file_sha1, read_label_map, read_scannet_scene, read_split_file,
+    file_sha1, read_label_map, read_scannet200_map, read_scannet_scene, read_split_file,
 )
 from pointformer.io.scene import Manifest, Scene, SceneFormatError, load_scene, save_scene
 from pointformer.preprocess.segmentator import segment_mesh, vertex_normals
@@ -53,7 +59,9 @@ def convert_scene(raw: RawScanNetScene) -> tuple[Scene, Optional[np.ndarray]]:
     xyz is axis-aligned when the scene gives an alignment; normals are unit vertex normals of the
     aligned mesh; superpoints are the release's segments (annotated scenes) or the segmentator's
     (test scenes), renumbered 0..S-1; semantic indexes SCANNET_SEMANTIC_IDS (-1 otherwise);
-    instance = objectId + 1 (0 = none); gt_ids = nyu40 * 1000 + instance (0 = unannotated).
+    instance = objectId + 1 (0 = none); gt_ids = nyu40 * 1000 + instance (0 = unannotated);
+    semantic200 (when the raw scene carries ``raw_id``) = the raw-category id if it is one of the 200
+    ScanNet200 ids, else 0 (void).
     """
     xyz = raw.vertices.astype(np.float64)
     if raw.meta.axis_alignment is not None:
@@ -65,6 +73,7 @@ def convert_scene(raw: RawScanNetScene) -> tuple[Scene, Optional[np.ndarray]]:
     _, superpoint = np.unique(seg, return_inverse=True)
     n = raw.num_vertices
     gt_ids: Optional[np.ndarray] = None
+    semantic200: Optional[np.ndarray] = None
     if raw.annotated:
         assert raw.instance is not None and raw.nyu40 is not None
         nyu40 = raw.nyu40.astype(np.int64)
@@ -74,12 +83,15 @@ def convert_scene(raw: RawScanNetScene) -> tuple[Scene, Optional[np.ndarray]]:
         semantic[raw.instance == 0] = -1
         instance = raw.instance.astype(np.int32)
         gt_ids = np.where((instance > 0) & (nyu40 > 0), nyu40 * 1000 + instance, 0).astype(np.int32)
+        if raw.raw_id is not None:
+            valid = np.isin(raw.raw_id, SCANNET200_IDS) & (instance > 0)
+            semantic200 = np.where(valid, raw.raw_id, 0).astype(np.int16)
     else:
         semantic = np.full(n, -1, dtype=np.int16)
         instance = np.zeros(n, dtype=np.int32)
     scene = Scene(scene_id=raw.scene_id, xyz=xyz, rgb=raw.colors.astype(np.uint8), normals=normals,
                   superpoint=superpoint.astype(np.int32).reshape(-1), semantic=semantic, instance=instance,
-                  num_mesh_vertices=n, gt_ids=gt_ids)
+                  num_mesh_vertices=n, gt_ids=gt_ids, semantic200=semantic200)
     return scene, gt_ids
 
 
@@ -104,8 +116,19 @@ class SceneResult:
     seconds: float = 0.0
 
 
-def _scene_paths(task: SceneTask) -> tuple[Path, Path]:
-    return task.out_dir / task.split / f"{task.scene_id}.npz", task.out_dir / "gt" / task.split / f"{task.scene_id}.txt"
+def _scene_paths(task: SceneTask) -> tuple[Path, Path, Path]:
+    """The scene's npz, ScanNet v2 GT file and ScanNet200 GT file."""
+    name = f"{task.scene_id}.txt"
+    return (task.out_dir / task.split / f"{task.scene_id}.npz", task.out_dir / "gt" / task.split / name,
+            task.out_dir / "gt200" / task.split / name)
+
+
+def _line_count(path: Path) -> Optional[int]:
+    try:
+        with open(path, "rb") as f:
+            return f.read().count(b"\n")
+    except OSError:
+        return None
 
 
 def _source_files(task: SceneTask) -> list[Path]:
@@ -128,7 +151,7 @@ def _is_finished(task: SceneTask, sums: dict[str, str]) -> bool:
     entry = task.previous
     if task.force or not entry or entry.get("source_sha1") != sums:
         return False
-    npz, gt = _scene_paths(task)
+    npz, gt, gt200 = _scene_paths(task)
     try:
         scene = load_scene(npz)
     except SceneFormatError:
@@ -136,39 +159,47 @@ def _is_finished(task: SceneTask, sums: dict[str, str]) -> bool:
     if scene.scene_id != task.scene_id or scene.num_points != entry.get("num_points"):
         return False
     if task.split != "test":
-        try:
-            with open(gt, "rb") as f:
-                lines = f.read().count(b"\n")
-        except OSError:
+        # A scene preprocessed before ScanNet200 support lacks semantic200 and the gt200 file: redone.
+        if scene.semantic200 is None or "gt200_file" not in entry:
             return False
-        if lines != scene.num_points:
+        if _line_count(gt) != scene.num_points or _line_count(gt200) != scene.num_points:
             return False
     return True
 
 
 _WORKER_LABEL_MAP: Optional[dict[str, int]] = None
 _WORKER_LABEL_MAP_SHA1: Optional[str] = None
+_WORKER_SCANNET200_MAP: Optional[dict[str, int]] = None
 
 
-def _init_worker(label_map: Optional[dict[str, int]], label_map_sha1: Optional[str]) -> None:
-    global _WORKER_LABEL_MAP, _WORKER_LABEL_MAP_SHA1
+def _init_worker(label_map: Optional[dict[str, int]], label_map_sha1: Optional[str],
+                 scannet200_map: Optional[dict[str, int]]) -> None:
+    global _WORKER_LABEL_MAP, _WORKER_LABEL_MAP_SHA1, _WORKER_SCANNET200_MAP
     _WORKER_LABEL_MAP, _WORKER_LABEL_MAP_SHA1 = label_map, label_map_sha1
+    _WORKER_SCANNET200_MAP = scannet200_map
     # The main process logs every scene's notes once; the reader stays quiet inside workers.
     logging.getLogger(_READER_LOGGER).disabled = True
 
 
 def process_scene(task: SceneTask, label_map: Optional[Mapping[str, int]],
-                  label_map_sha1: Optional[str] = None) -> SceneResult:
-    """Convert one scene (or verify and skip it); never raises for a bad scene."""
+                  label_map_sha1: Optional[str] = None,
+                  scannet200_map: Optional[Mapping[str, int]] = None) -> SceneResult:
+    """Convert one scene (or verify and skip it); never raises for a bad scene.
+
+    ``label_map``: raw_category -> nyu40id; ``scannet200_map``: raw_category -> raw-category id
+    (:func:`pointformer.io.scannet.read_scannet200_map`), which adds the ScanNet200 labels and GT
+    (without it an annotated scene gets the ScanNet v2 labels only and counts as not finished).
+    """
     start = time.perf_counter()
     try:
         sums = _checksums(task, label_map_sha1)
         if _is_finished(task, sums):
             return SceneResult(task.scene_id, task.split, "skipped", entry=task.previous,
                                seconds=time.perf_counter() - start)
-        raw = read_scannet_scene(task.folder, label_map, require_annotations=task.split != "test")
+        raw = read_scannet_scene(task.folder, label_map, require_annotations=task.split != "test",
+                                 scannet200_map=scannet200_map)
         scene, gt_ids = convert_scene(raw)
-        npz, gt = _scene_paths(task)
+        npz, gt, gt200 = _scene_paths(task)
         save_scene(scene, npz)
         entry: dict[str, Any] = {
             "file": npz.name, "num_points": scene.num_points,
@@ -180,6 +211,10 @@ def process_scene(task: SceneTask, label_map: Optional[Mapping[str, int]],
         if gt_ids is not None:
             write_gt_file(gt, gt_ids)
             entry["gt_file"] = str(gt.relative_to(task.out_dir))
+        gt200_ids = scene.scannet200_gt_ids()
+        if gt200_ids is not None:
+            write_gt_file(gt200, gt200_ids)
+            entry["gt200_file"] = str(gt200.relative_to(task.out_dir))
         return SceneResult(task.scene_id, task.split, "done", entry=entry, notes=list(raw.notes),
                            seconds=time.perf_counter() - start)
     except (ValueError, OSError) as exc:
@@ -196,7 +231,7 @@ def process_scene(task: SceneTask, label_map: Optional[Mapping[str, int]],
 
 
 def _process_in_worker(task: SceneTask) -> SceneResult:
-    return process_scene(task, _WORKER_LABEL_MAP, _WORKER_LABEL_MAP_SHA1)
+    return process_scene(task, _WORKER_LABEL_MAP, _WORKER_LABEL_MAP_SHA1, _WORKER_SCANNET200_MAP)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -307,7 +342,8 @@ def _drop_scenes_left_the_split(manifest: Manifest, assigned: Mapping[str, Path]
     for scene_id in sorted(set(manifest.scenes) - set(assigned)):
         entry = manifest.scenes.pop(scene_id)
         for path in (out_dir / manifest.split / entry.get("file", f"{scene_id}.npz"),
-                     out_dir / "gt" / manifest.split / f"{scene_id}.txt"):
+                     out_dir / "gt" / manifest.split / f"{scene_id}.txt",
+                     out_dir / "gt200" / manifest.split / f"{scene_id}.txt"):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         logger.warning("scene %s: no longer in the %s split (changed split files?); removed its output "
@@ -367,10 +403,12 @@ def preprocess_scannet(raw_root: str | os.PathLike, out_dir: str | os.PathLike, 
         raise ValueError(f"{raw_root}: no scene folders (scene*) under scans/ or scans_test/ for the splits "
                          f"{list(splits)}" + (f" and scenes {sorted(wanted)[:5]}" if wanted else ""))
     label_map: Optional[dict[str, int]] = None
+    scannet200_map: Optional[dict[str, int]] = None
     label_map_sha1: Optional[str] = None
     if any(per_split.get(s) for s in ("train", "val")):
         path = Path(label_map_path) if label_map_path else raw_root / LABEL_MAP_NAME
         label_map = read_label_map(path)
+        scannet200_map = read_scannet200_map(path)
         label_map_sha1 = file_sha1(path)
 
     manifests: dict[str, Manifest] = {}
@@ -382,6 +420,7 @@ def preprocess_scannet(raw_root: str | os.PathLike, out_dir: str | os.PathLike, 
         folder.mkdir(parents=True, exist_ok=True)
         _remove_stale_temp_files(folder)
         _remove_stale_temp_files(out_dir / "gt" / split)
+        _remove_stale_temp_files(out_dir / "gt200" / split)
         manifests[split] = _load_manifest(folder / "manifest.json", split)
         if wanted is None:
             _drop_scenes_left_the_split(manifests[split], per_split[split], out_dir)
@@ -423,9 +462,10 @@ def preprocess_scannet(raw_root: str | os.PathLike, out_dir: str | os.PathLike, 
             stack.enter_context(logging_redirect_tqdm())  # log lines above the bar, not through it
         if workers == 1 or len(tasks) <= 1:
             stack.enter_context(_quiet_reader())
-            results: Iterator[SceneResult] = (process_scene(t, label_map, label_map_sha1) for t in tasks)
+            results: Iterator[SceneResult] = (process_scene(t, label_map, label_map_sha1, scannet200_map)
+                                              for t in tasks)
         else:
-            results = _run_parallel(tasks, workers, label_map, label_map_sha1)
+            results = _run_parallel(tasks, workers, label_map, label_map_sha1, scannet200_map)
         for result in results:
             record(result)
             bar.update(1)
@@ -434,7 +474,7 @@ def preprocess_scannet(raw_root: str | os.PathLike, out_dir: str | os.PathLike, 
 
 
 def _run_parallel(tasks: list[SceneTask], workers: int, label_map: Optional[dict[str, int]],
-                  label_map_sha1: Optional[str]) -> Iterator[SceneResult]:
+                  label_map_sha1: Optional[str], scannet200_map: Optional[dict[str, int]]) -> Iterator[SceneResult]:
     """Results in completion order. A worker that dies (killed for memory, a crash in native code)
     fails the scenes still in flight instead of hanging the run, as multiprocessing.Pool would."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -443,7 +483,7 @@ def _run_parallel(tasks: list[SceneTask], workers: int, label_map: Optional[dict
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     executor = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker,
-                                   initargs=(label_map, label_map_sha1))
+                                   initargs=(label_map, label_map_sha1, scannet200_map))
     try:
         futures = {executor.submit(_process_in_worker, task): task for task in tasks}
         for future in as_completed(futures):

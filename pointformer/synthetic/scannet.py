@@ -8,6 +8,11 @@
     out_root/scannetv2-labels.combined.tsv
     out_root/scannetv2_{train,val,test}.txt
 
+``label_set`` decides the tsv's ``id`` column (the raw-category id, ScanNet200's class): "scannet"
+(default) numbers the rows 1..N as before; "scannet200" gives every raw category its ScanNet200 class
+id (``pointformer.io.labels``) and a few raw categories ids outside the 200 classes (void for
+ScanNet200: SCANNET200_VOID_CATEGORIES). Scenes, meshes and annotations are the same for both.
+
 and returns the ground truth it generated (per-vertex object and class), so that tests can check
 that preprocessing recovers every object vertex for vertex. Every object is its own connected
 mesh, so the segmentator's superpoints never straddle two objects and the segGroups describe the
@@ -24,6 +29,7 @@ from typing import Optional
 import numpy as np
 
 from pointformer.io.atomic import atomic_write_text
+from pointformer.io.labels import SCANNET200_IDS, SCANNET200_NAMES
 from pointformer.io.ply import write_ply
 from pointformer.io.scannet import (
     AGGREGATION_SUFFIX, HIRES_AGGREGATION_SUFFIX, LABEL_MAP_NAME, LABELS_SUFFIX, MESH_SUFFIX, SEGS_SUFFIX,
@@ -34,6 +40,22 @@ from pointformer.synthetic.rooms import RAW_CATEGORIES, ROOM_TYPES, mesh_layout,
 
 TEST_SCENE_START = 707  # the real test split is scene0707_00 .. scene0806_00
 DEFECTS = ("invalid_labels", "duplicate_groups", "hires_aggregation")
+LABEL_SETS = ("scannet", "scannet200")
+# label_set="scannet200": raw categories whose id lies outside the 200 ScanNet200 classes (void there;
+# their nyu40 class is unchanged), and the ScanNet200 class name of every other raw category.
+SCANNET200_VOID_CATEGORIES: dict[str, int] = {"sofa": 1300, "counter": 1301}
+_SCANNET200_CLASS_OF_RAW: dict[str, str] = {"kitchen cabinets": "kitchen cabinet"}
+
+
+def label_map_ids(label_set: str = "scannet") -> dict[str, int]:
+    """The ``id`` column of the generated label map: raw category -> raw-category id."""
+    if label_set not in LABEL_SETS:
+        raise ValueError(f"label_set must be one of {LABEL_SETS}, got {label_set!r}")
+    if label_set == "scannet":
+        return {raw: i for i, raw in enumerate(RAW_CATEGORIES, start=1)}
+    id_of_name = dict(zip(SCANNET200_NAMES, SCANNET200_IDS))
+    return {raw: SCANNET200_VOID_CATEGORIES.get(raw) or id_of_name[_SCANNET200_CLASS_OF_RAW.get(raw, raw)]
+            for raw in RAW_CATEGORIES}
 
 
 @dataclass
@@ -42,6 +64,7 @@ class SyntheticScene:
 
     instance int32 [V]: objectId + 1 of the vertex's annotated object, 0 = unannotated
     nyu40    int32 [V]: nyu40 id of that object, 0 = unannotated
+    raw_id   int32 [V]: the label map's ``id`` of that object's raw category, 0 = unannotated
     objects: (objectId, raw category, nyu40 id) of every annotated object
     """
 
@@ -52,8 +75,16 @@ class SyntheticScene:
     num_vertices: int
     instance: np.ndarray
     nyu40: np.ndarray
+    raw_id: np.ndarray
     objects: list[tuple[int, str, int]] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
+
+    @property
+    def scannet200_gt_ids(self) -> np.ndarray:
+        """The expected ScanNet200 GT int32 [V]: ``raw_id * 1000 + instance`` where raw_id is one of the
+        200 ScanNet200 ids and the vertex annotated, else 0."""
+        valid = np.isin(self.raw_id, SCANNET200_IDS) & (self.instance > 0)
+        return np.where(valid, self.raw_id * 1000 + self.instance, 0).astype(np.int32)
 
 
 @dataclass
@@ -88,13 +119,16 @@ def _spacing_for(layout, target_vertices: int) -> float:
 
 def generate_scene(folder: str | Path, *, scene_id: str, seed: int, target_vertices: int = 20000,
                    scene_type: Optional[str] = None, annotated: bool = True,
-                   defects: tuple[str, ...] = (), split: str = "train") -> SyntheticScene:
-    """Generate one scene folder (see the module docstring). ``defects``: any of DEFECTS."""
+                   defects: tuple[str, ...] = (), split: str = "train",
+                   label_set: str = "scannet") -> SyntheticScene:
+    """Generate one scene folder (see the module docstring). ``defects``: any of DEFECTS;
+    ``label_set`` (LABEL_SETS) only decides the raw-category ids reported in ``raw_id``."""
     if target_vertices < 500:
         raise ValueError(f"target_vertices must be at least 500, got {target_vertices}")
     unknown = set(defects) - set(DEFECTS)
     if unknown:
         raise ValueError(f"unknown defects {sorted(unknown)}; choose from {DEFECTS}")
+    raw_ids = label_map_ids(label_set)
     rng = np.random.default_rng(seed)
     scene_type = scene_type or str(rng.choice(ROOM_TYPES))
     layout = plan_room(rng, scene_type)
@@ -133,16 +167,19 @@ def generate_scene(folder: str | Path, *, scene_id: str, seed: int, target_verti
     object_id = np.full(len(objects), -1, dtype=np.int64)
     object_id[annotated_objects] = np.arange(len(annotated_objects))
     nyu_of_object = np.array([o.nyu40 if o.annotated else 0 for o in objects], dtype=np.int32)
+    raw_id_of_object = np.array([raw_ids[o.raw_label] if o.annotated else 0 for o in objects], dtype=np.int32)
     instance = (object_id[owner] + 1).astype(np.int32)
     nyu40 = nyu_of_object[owner]
     truth = SyntheticScene(scene_id=scene_id, split=split, folder=folder, scene_type=scene_type,
                            num_vertices=int(mesh_xyz.shape[0]), instance=instance, nyu40=nyu40,
+                           raw_id=raw_id_of_object[owner],
                            objects=[(int(object_id[i]), objects[i].raw_label, objects[i].nyu40)
                                     for i in annotated_objects],
                            defects=list(defects))
     if not annotated:
         truth.instance = np.zeros_like(instance)
         truth.nyu40 = np.zeros_like(nyu40)
+        truth.raw_id = np.zeros_like(nyu40)
         truth.objects = []
         return truth
 
@@ -190,7 +227,7 @@ def _label_colors(labels: np.ndarray) -> np.ndarray:
 
 def generate_scannet(out_root: str | Path, *, num_scenes: int = 4, num_test_scenes: int = 1, seed: int = 0,
                      target_vertices: int = 20000, defects: bool = False, val_fraction: float = 0.25,
-                     split_files: bool = True) -> SyntheticScanNet:
+                     split_files: bool = True, label_set: str = "scannet") -> SyntheticScanNet:
     """Write a synthetic ScanNet release under ``out_root`` and return its ground truth.
 
     num_scenes annotated scenes go to scans/ (the last ``round(num_scenes * val_fraction)`` form the
@@ -199,7 +236,9 @@ def generate_scannet(out_root: str | Path, *, num_scenes: int = 4, num_test_scen
     label values (first scene), duplicated segGroups (second scene, or the first when alone) and a
     stray hi-res aggregation file (every annotated scene). ``split_files=False`` omits the
     scannetv2_*.txt lists. Room types cycle over ROOM_TYPES so that a few scenes cover all 18 classes.
+    ``label_set`` (LABEL_SETS): the label map's ``id`` column, see the module docstring.
     """
+    raw_ids = label_map_ids(label_set)
     if num_scenes < 0 or num_test_scenes < 0 or num_scenes + num_test_scenes == 0:
         raise ValueError(f"need at least one scene, got num_scenes={num_scenes}, num_test_scenes={num_test_scenes}")
     if not 0.0 <= val_fraction < 1.0:
@@ -226,16 +265,17 @@ def generate_scannet(out_root: str | Path, *, num_scenes: int = 4, num_test_scen
                 injected += ("duplicate_groups",)
         scenes[scene_id] = generate_scene(
             root / "scans" / scene_id, scene_id=scene_id, seed=seed * 100_003 + i, target_vertices=target_vertices,
-            scene_type=ROOM_TYPES[(seed + i) % len(ROOM_TYPES)], defects=injected, split=split)
+            scene_type=ROOM_TYPES[(seed + i) % len(ROOM_TYPES)], defects=injected, split=split,
+            label_set=label_set)
         splits[split].append(scene_id)
     for j in range(num_test_scenes):
         scene_id = f"scene{TEST_SCENE_START + j:04d}_00"
         scenes[scene_id] = generate_scene(
             root / "scans_test" / scene_id, scene_id=scene_id, seed=seed * 100_003 + 50_000 + j,
-            target_vertices=target_vertices, annotated=False, split="test")
+            target_vertices=target_vertices, annotated=False, split="test", label_set=label_set)
         splits["test"].append(scene_id)
     rows = [(raw, category, nyu40) for raw, (category, nyu40) in RAW_CATEGORIES.items()]
-    write_label_map(root / LABEL_MAP_NAME, rows)
+    write_label_map(root / LABEL_MAP_NAME, rows, ids=None if label_set == "scannet" else list(raw_ids.values()))
     if split_files:
         for split, name in SPLIT_FILE_NAMES.items():
             atomic_write_text(root / name, "".join(f"{s}\n" for s in splits[split]))
