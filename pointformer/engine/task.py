@@ -26,7 +26,7 @@ class InstanceSegmentationTask:
         criterion: the loss over every decoder stage (``pointformer.losses.build_criterion``).
         postprocessor: per-scene inference rule matching the loss family.
         class_ids: dataset class id (ScanNet: nyu40) of each model class index 0..C-1.
-        dataset: evaluation protocol ("scannet" or "s3dis").
+        dataset: evaluation protocol (`pointformer.evaluation.class_set`: "scannet", "scannet200", "s3dis").
         eval_seed: seeds the first FPS query at evaluation, so predictions are reproducible.
 
     The query count at validation/test time is the model's (``model.decoder.eval_num_queries``).
