@@ -3,6 +3,11 @@
 Items are addressed by ``(epoch, index)`` keys as well as plain indices: the augmentation generator
 is seeded from (seed, epoch, index), so a scene's augmentation is a pure function of its key. That is
 what lets a resumed run see exactly the scenes the uninterrupted run would have seen.
+
+Label sets: a folder written by ``pointformer preprocess scannet`` (manifest dataset ``scannet``)
+serves two benchmarks. ``expected_dataset="scannet"`` trains on the manifest's classes (the ScanNet v2
+``semantic``); ``expected_dataset="scannet200"`` on the scenes' ``semantic200`` with the 198 ScanNet200
+instance classes (``pointformer.io.labels``), and its evaluation GT is the ScanNet200 GT.
 """
 from __future__ import annotations
 
@@ -16,9 +21,18 @@ from torch.utils.data import Dataset
 
 from pointformer.data.targets import SceneTargets, superpoint_targets
 from pointformer.data.transforms import Compose, PointSample
+from pointformer.io.labels import SCANNET200_IDS, SCANNET200_INSTANCE_IDS, SCANNET200_NAMES
 from pointformer.io.scene import Manifest, Scene, SceneFormatError, load_scene
 
 Key = Union[int, tuple[int, int]]
+
+SCANNET200 = "scannet200"
+# Expected dataset -> the manifest dataset whose folders serve it (ScanNet200: the ScanNet folders).
+_MANIFEST_DATASET = {SCANNET200: "scannet"}
+# ScanNet200 id -> index into SCANNET200_IDS (-1: void), and the indices of the 198 instance classes.
+_SCANNET200_INDEX = np.full(max(SCANNET200_IDS) + 1, -1, dtype=np.int16)
+_SCANNET200_INDEX[list(SCANNET200_IDS)] = np.arange(len(SCANNET200_IDS), dtype=np.int16)
+_SCANNET200_THING_CLASSES = [int(_SCANNET200_INDEX[i]) for i in SCANNET200_INSTANCE_IDS]
 
 
 class DatasetConfigError(ValueError):
@@ -67,7 +81,8 @@ class PreprocessedDataset(Dataset):
         transform: augmentation pipeline (see :func:`pointformer.data.transforms.build_transforms`).
         seed: run seed; augmentation of key (epoch, index) draws from ``augmentation_rng(seed, epoch, index)``.
         features: input channels per point, any of ``"rgb"`` (normalised colour) and ``"normals"``.
-        expected_dataset: if given, the manifest's dataset name must match (e.g. "scannet").
+        expected_dataset: if given, the dataset the config expects: the manifest's dataset name must
+            match, except "scannet200", which reads ScanNet folders with the ScanNet200 labels.
         scenes: optional subset of scene ids (in that order); default: every scene of the manifest.
         limit: keep only the first ``limit`` scenes (quick experiments).
         cache: keep loaded scenes in memory (small datasets; avoids re-reading files every epoch).
@@ -99,9 +114,12 @@ class PreprocessedDataset(Dataset):
                 f"{manifest_path}: no manifest for split {split!r} under data root {str(self.root)!r} "
                 f"(splits found: {available or 'none'})")
         self.manifest = Manifest.load(manifest_path)
-        if expected_dataset is not None and self.manifest.dataset != expected_dataset:
+        wanted = _MANIFEST_DATASET.get(expected_dataset or "", expected_dataset)
+        if wanted is not None and self.manifest.dataset != wanted:
             raise DatasetConfigError(
-                f"{manifest_path}: dataset is {self.manifest.dataset!r} but the config expects {expected_dataset!r}")
+                f"{manifest_path}: dataset is {self.manifest.dataset!r} but the config expects {expected_dataset!r}"
+                + (f" (read from {wanted!r} folders)" if wanted != expected_dataset else ""))
+        self.scannet200 = expected_dataset == SCANNET200
         unknown_features = [f for f in features if f not in ("rgb", "normals")]
         if unknown_features or not features:
             raise DatasetConfigError(
@@ -117,6 +135,14 @@ class PreprocessedDataset(Dataset):
         if not ids:
             raise DatasetConfigError(f"{manifest_path}: split {split!r} has no scenes")
         self.scene_ids = ids
+        if self.scannet200:
+            entries = [(s, self.manifest.scenes[s]) for s in ids]
+            old = [s for s, entry in entries if "gt_file" in entry and "gt200_file" not in entry]
+            if old:
+                raise DatasetConfigError(
+                    f"{manifest_path}: {len(old)} scene(s) have no ScanNet200 labels (e.g. {old[0]}): the folder was "
+                    f"preprocessed before ScanNet200 support; re-run `pointformer preprocess scannet RAW_ROOT "
+                    f"{self.root}` to add them (only what is missing is redone)")
         self.files = [self.root / split / self.manifest.scenes[s].get("file", f"{s}.npz") for s in ids]
         missing_files = [str(f) for f in self.files if not f.is_file()]
         if missing_files:
@@ -131,15 +157,20 @@ class PreprocessedDataset(Dataset):
     # --- manifest facts -------------------------------------------------------------------
     @property
     def class_names(self) -> list[str]:
-        return list(self.manifest.class_names)
+        """Names of the semantic classes (ScanNet200: the 200 names)."""
+        return list(SCANNET200_NAMES) if self.scannet200 else list(self.manifest.class_names)
 
     @property
     def thing_classes(self) -> list[int]:
-        return list(self.manifest.thing_classes)
+        """Indices into ``class_names`` of the instance classes, in target index order 0..C-1."""
+        return list(_SCANNET200_THING_CLASSES) if self.scannet200 else list(self.manifest.thing_classes)
 
     @property
     def thing_class_ids(self) -> list[int]:
-        """Dataset class ids (ScanNet: nyu40) of the thing classes, in target index order 0..C-1."""
+        """Dataset class ids (ScanNet: nyu40; ScanNet200: raw-category ids) of the thing classes,
+        in target index order 0..C-1."""
+        if self.scannet200:
+            return list(SCANNET200_INSTANCE_IDS)
         return [int(self.manifest.class_ids[c]) for c in self.manifest.thing_classes]
 
     @property
@@ -174,10 +205,14 @@ class PreprocessedDataset(Dataset):
         channels = {"rgb": sample.rgb, "normals": sample.normals}
         features = np.concatenate([channels[name] for name in self.features], axis=1).astype(np.float32)
         superpoint = scene.superpoint.astype(np.int64)
-        targets = superpoint_targets(superpoint, scene.semantic, scene.instance,
-                                     thing_classes=self.manifest.thing_classes)
+        semantic, gt_ids = scene.semantic, scene.gt_ids
+        if self.scannet200:
+            semantic = (np.full(scene.num_points, -1, dtype=np.int16) if scene.semantic200 is None
+                        else _SCANNET200_INDEX[scene.semantic200])
+            gt_ids = scene.scannet200_gt_ids()
+        targets = superpoint_targets(superpoint, semantic, scene.instance, thing_classes=self.thing_classes)
         return SceneSample(scene_id=scene.scene_id, index=index, xyz=sample.xyz, features=features,
-                           superpoint=superpoint, targets=targets, gt_ids=scene.gt_ids,
+                           superpoint=superpoint, targets=targets, gt_ids=gt_ids,
                            num_mesh_vertices=scene.num_mesh_vertices, meta={"epoch": epoch})
 
 
