@@ -143,3 +143,27 @@ def test_cli(tmp_path, capsys):
     assert synth_main(["scannet", str(tmp_path / "q"), "--vertices", "5"]) == 1
     with pytest.raises(SystemExit):
         synth_main(["scannet", str(tmp_path / "q"), "--scenes", "-1"])
+
+
+def test_scannet200_label_set_changes_only_the_label_map_ids(tmp_path):
+    from pointformer.io.labels import SCANNET200_IDS
+    from pointformer.io.scannet import read_label_map, read_scannet200_map
+    from pointformer.synthetic.rooms import RAW_CATEGORIES
+    from pointformer.synthetic.scannet import SCANNET200_VOID_CATEGORIES
+
+    default = generate_scannet(tmp_path / "a", num_scenes=2, num_test_scenes=1, seed=4, target_vertices=1500)
+    s200 = generate_scannet(tmp_path / "b", num_scenes=2, num_test_scenes=1, seed=4, target_vertices=1500,
+                            label_set="scannet200")
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    differ = [f for f in files if (tmp_path / "a" / f).read_bytes() != (tmp_path / "b" / f).read_bytes()]
+    assert [str(f) for f in differ] == ["scannetv2-labels.combined.tsv"]
+    # Default: the id column numbers the rows (as before); scannet200: ScanNet200 ids, two raw categories void.
+    assert list(read_scannet200_map(default.label_map).values()) == list(range(1, len(RAW_CATEGORIES) + 1))
+    ids = read_scannet200_map(s200.label_map)
+    assert read_label_map(s200.label_map) == read_label_map(default.label_map)
+    assert {raw for raw, i in ids.items() if i not in SCANNET200_IDS} == set(SCANNET200_VOID_CATEGORIES)
+    assert ids["office chair"] == 10 and ids["wall"] == 1 and ids["floor"] == 3
+    for sid, truth in s200.scenes.items():
+        np.testing.assert_array_equal(truth.instance, default.scenes[sid].instance)
+        np.testing.assert_array_equal(truth.nyu40, default.scenes[sid].nyu40)
