@@ -71,8 +71,9 @@ def check_classes(settings: RunSettings, dataset: PreprocessedDataset) -> list[i
     """The dataset class ids of the model's classes; ConfigError when the counts disagree."""
     class_ids = dataset.thing_class_ids
     if settings.model.num_classes != len(class_ids):
-        raise ConfigError(f"model.num_classes={settings.model.num_classes} but the {dataset.manifest.dataset} manifest "
-                          f"has {len(class_ids)} instance classes; set data.num_classes={len(class_ids)}")
+        raise ConfigError(f"model.num_classes={settings.model.num_classes} but data={settings.data.name} "
+                          f"({settings.data.dataset}) has {len(class_ids)} instance classes; "
+                          f"set data.num_classes={len(class_ids)}")
     return class_ids
 
 

@@ -30,6 +30,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     sc.add_argument("--defects", action="store_true",
                     help="inject the real release's defects (invalid labels, duplicated segGroups, hi-res aggregation)")
     sc.add_argument("--no-split-files", action="store_true", help="do not write scannetv2_{train,val,test}.txt")
+    sc.add_argument("--label-set", choices=("scannet", "scannet200"), default="scannet",
+                    help="the label tsv's id column: scannet (default) or real ScanNet200 raw-category ids "
+                         "(some objects outside the 200 classes)")
     args = parser.parse_args(argv)
 
     from pointformer.synthetic.scannet import generate_scannet
@@ -38,7 +41,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         result = generate_scannet(args.out_root, num_scenes=args.scenes, num_test_scenes=args.test_scenes,
                                   seed=args.seed, target_vertices=args.vertices, defects=args.defects,
-                                  val_fraction=args.val_fraction, split_files=not args.no_split_files)
+                                  val_fraction=args.val_fraction, split_files=not args.no_split_files,
+                                  label_set=args.label_set)
     except (ValueError, OSError) as exc:
         print(f"pointformer synth scannet: {exc}", file=sys.stderr)
         return 1
