@@ -9,13 +9,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from torch import nn
 
 from pointformer.config import ConfigError, DataSettings, LossSettings, RunSettings
 from pointformer.data.dataset import DatasetConfigError, PreprocessedDataset, compute_color_stats
-from pointformer.data.transforms import build_transforms
+from pointformer.data.transforms import build_crop, build_transforms
 from pointformer.losses import InstanceCriterion, build_criterion, query_setup
 from pointformer.losses.registry import QuerySetup
 from pointformer.timing import Stopwatch
@@ -35,10 +35,52 @@ def data_root(data: DataSettings) -> Path:
     return data.root
 
 
+S3DIS_AREAS: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+
+
+def s3dis_test_area(data: DataSettings) -> int:
+    """The held-out S3DIS area: ``data.fold`` when set (6-fold cross-validation), else ``data.test_area``."""
+    area = data.fold if data.fold is not None else data.test_area
+    key = "data.fold" if data.fold is not None else "data.test_area"
+    if area is None:
+        raise ConfigError("data=s3dis needs data.test_area=<1..6> (default 5) or data.fold=<1..6>")
+    if area not in S3DIS_AREAS:
+        raise ConfigError(f"{key}={area}: S3DIS has areas 1..6")
+    return area
+
+
+def resolve_splits(data: DataSettings, split: str) -> Union[str, list[str]]:
+    """The folder(s) of the logical ``split``. S3DIS: ``data.train_split`` is every ``Area_<n>`` folder
+    under ``data.root`` except the test area (a warning names missing areas), ``data.val_split`` and
+    ``data.test_split`` are ``Area_<test area>``; any other name (e.g. ``Area_3``) is a folder.
+    Other datasets: ``split`` itself; ``data.test_area`` / ``data.fold`` must be null there."""
+    if data.dataset != "s3dis":
+        if data.test_area is not None or data.fold is not None:
+            raise ConfigError(f"data.test_area / data.fold are S3DIS settings; set them to null for "
+                              f"data={data.name} (dataset {data.dataset})")
+        return split
+    test_area = s3dis_test_area(data)
+    if split == data.train_split:
+        root = data_root(data)
+        wanted = [a for a in S3DIS_AREAS if a != test_area]
+        present = [a for a in wanted if (root / f"Area_{a}" / "manifest.json").is_file()]
+        if not present:
+            raise ConfigError(f"data.root={str(root)!r} has no training area folder (Area_<n>/manifest.json for "
+                              f"n in {wanted}); preprocess S3DIS with `pointformer preprocess s3dis RAW_ROOT {root}`")
+        if len(present) < len(wanted):
+            log.warning("S3DIS training areas %s are missing under %s; training on %s (test area %d)",
+                        sorted(set(wanted) - set(present)), root, present, test_area)
+        return [f"Area_{a}" for a in present]
+    if split in (data.val_split, data.test_split):
+        return f"Area_{test_area}"
+    return split
+
+
 def make_dataset(data: DataSettings, split: str, *, train: bool, seed: int, limit: Optional[int] = None,
                  transform: Any = None) -> PreprocessedDataset:
     """A split of the configured dataset with the train or eval transform pipeline
-    (``transform=False``: raw scenes, no transform). ``seed`` seeds the augmentations."""
+    (``transform=False``: raw scenes, no transform). ``seed`` seeds the augmentations.
+    ``split`` is resolved by :func:`resolve_splits` (S3DIS: areas); ``data.crop`` applies when ``train``."""
     if data.in_channels != 3 * len(data.features):
         raise ConfigError(f"data.in_channels={data.in_channels} but data.features={list(data.features)} give "
                           f"{3 * len(data.features)} channels; set data.in_channels={3 * len(data.features)}")
@@ -48,10 +90,14 @@ def make_dataset(data: DataSettings, split: str, *, train: bool, seed: int, limi
         transform = build_transforms(train=train, color_mean=list(data.color_mean), color_std=list(data.color_std),
                                      augment=dict(data.augment) if train and data.augment is not None else None)
     try:
-        return PreprocessedDataset(data_root(data), split, transform=None if transform is False else transform,
-                                   seed=seed,
+        crop = build_crop(data.crop) if train and transform is not False else None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        return PreprocessedDataset(data_root(data), resolve_splits(data, split),
+                                   transform=None if transform is False else transform, seed=seed,
                                    features=list(data.features), expected_dataset=data.dataset, limit=limit,
-                                   cache=data.cache)
+                                   cache=data.cache, crop=crop)
     except DatasetConfigError as exc:
         raise ConfigError(str(exc)) from None
 

@@ -66,6 +66,9 @@ class DataSettings:
     limit_train: Optional[int]
     limit_val: Optional[int]
     augment: Optional[Mapping[str, Any]]          # transform name -> options (None entries: off)
+    test_area: Optional[int]                      # S3DIS: the held-out area (None: not an area dataset)
+    fold: Optional[int]                           # S3DIS 6-fold: fold k tests on Area k (overrides test_area)
+    crop: Optional[Mapping[str, Any]]             # random cuboid crop options (training only; None: off)
 
     @classmethod
     def from_mapping(cls, values: Any) -> "DataSettings":
@@ -76,7 +79,9 @@ class DataSettings:
                    test_split=_optional_str(v["test_split"]), features=tuple(str(f) for f in v["features"]),
                    in_channels=int(v["in_channels"]), num_classes=int(v["num_classes"]), **colour,
                    cache=bool(v["cache"]), limit_train=_optional_int(v["limit_train"]),
-                   limit_val=_optional_int(v["limit_val"]), augment=v["augment"])
+                   limit_val=_optional_int(v["limit_val"]), augment=v["augment"],
+                   test_area=_optional_int(v["test_area"]), fold=_optional_int(v["fold"]),
+                   crop=None if v["crop"] is None else dict(v["crop"]))
 
 
 @dataclass(frozen=True)

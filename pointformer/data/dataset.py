@@ -8,6 +8,10 @@ Label sets: a folder written by ``pointformer preprocess scannet`` (manifest dat
 serves two benchmarks. ``expected_dataset="scannet"`` trains on the manifest's classes (the ScanNet v2
 ``semantic``); ``expected_dataset="scannet200"`` on the scenes' ``semantic200`` with the 198 ScanNet200
 instance classes (``pointformer.io.labels``), and its evaluation GT is the ScanNet200 GT.
+
+Several splits: ``split`` may name several folders (S3DIS: one folder per area, training on five of
+them); their manifests must agree on the dataset and the classes, and the scenes are concatenated
+in the given folder order.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from pointformer.data.targets import SceneTargets, superpoint_targets
-from pointformer.data.transforms import Compose, PointSample
+from pointformer.data.transforms import Compose, PointSample, RandomCuboidCrop
 from pointformer.io.labels import SCANNET200_IDS, SCANNET200_INSTANCE_IDS, SCANNET200_NAMES
 from pointformer.io.scene import Manifest, Scene, SceneFormatError, load_scene
 
@@ -77,7 +81,7 @@ class PreprocessedDataset(Dataset):
 
     Args:
         root: folder holding ``<split>/manifest.json`` (the output of ``pointformer preprocess``).
-        split: split name (train, val, test).
+        split: split name (train, val, test; S3DIS: Area_<n>) or several names (their scenes concatenated).
         transform: augmentation pipeline (see :func:`pointformer.data.transforms.build_transforms`).
         seed: run seed; augmentation of key (epoch, index) draws from ``augmentation_rng(seed, epoch, index)``.
         features: input channels per point, any of ``"rgb"`` (normalised colour) and ``"normals"``.
@@ -86,12 +90,14 @@ class PreprocessedDataset(Dataset):
         scenes: optional subset of scene ids (in that order); default: every scene of the manifest.
         limit: keep only the first ``limit`` scenes (quick experiments).
         cache: keep loaded scenes in memory (small datasets; avoids re-reading files every epoch).
+        crop: optional random crop applied before ``transform`` (training; it drops points, so the
+            labels and superpoints of the sample are subset with it).
     """
 
     def __init__(
         self,
         root: Union[str, os.PathLike],
-        split: str,
+        split: Union[str, Sequence[str]],
         *,
         transform: Optional[Compose] = None,
         seed: int = 0,
@@ -100,25 +106,24 @@ class PreprocessedDataset(Dataset):
         scenes: Optional[Sequence[str]] = None,
         limit: Optional[int] = None,
         cache: bool = False,
+        crop: Optional[RandomCuboidCrop] = None,
     ) -> None:
         self.root = Path(root)
-        self.split = split
+        splits = [split] if isinstance(split, str) else [str(s) for s in split]
+        if not splits:
+            raise DatasetConfigError(f"data root {str(self.root)!r}: no split given")
+        self.split = split if isinstance(split, str) else "+".join(splits)
         if not self.root.is_dir():
             raise DatasetConfigError(
                 f"data root {str(self.root)!r} does not exist; preprocess the dataset first "
                 f"(`pointformer preprocess scannet RAW_ROOT {self.root}`) or set data.root=<folder>")
-        manifest_path = self.root / split / "manifest.json"
-        if not manifest_path.is_file():
-            available = sorted(p.name for p in self.root.iterdir() if (p / "manifest.json").is_file())
-            raise DatasetConfigError(
-                f"{manifest_path}: no manifest for split {split!r} under data root {str(self.root)!r} "
-                f"(splits found: {available or 'none'})")
-        self.manifest = Manifest.load(manifest_path)
-        wanted = _MANIFEST_DATASET.get(expected_dataset or "", expected_dataset)
-        if wanted is not None and self.manifest.dataset != wanted:
-            raise DatasetConfigError(
-                f"{manifest_path}: dataset is {self.manifest.dataset!r} but the config expects {expected_dataset!r}"
-                + (f" (read from {wanted!r} folders)" if wanted != expected_dataset else ""))
+        manifests = [self._load_manifest(name, expected_dataset) for name in splits]
+        manifest_path, self.manifest = manifests[0]
+        for path, other in manifests[1:]:
+            if (other.class_names, other.thing_classes, other.class_ids) != (
+                    self.manifest.class_names, self.manifest.thing_classes, self.manifest.class_ids):
+                raise DatasetConfigError(f"{path}: classes differ from those of {manifest_path}; the splits "
+                                         f"{splits} cannot be trained together (re-run preprocessing)")
         self.scannet200 = expected_dataset == SCANNET200
         unknown_features = [f for f in features if f not in ("rgb", "normals")]
         if unknown_features or not features:
@@ -126,24 +131,31 @@ class PreprocessedDataset(Dataset):
                 f"data.features: unknown or empty feature list {list(features)}; use rgb and/or normals"
             )
         self.features = tuple(features)
-        ids = list(self.manifest.scenes) if scenes is None else list(scenes)
-        missing_ids = [s for s in ids if s not in self.manifest.scenes]
+        folder_of = {}
+        for name, (path, manifest) in zip(splits, manifests):
+            for scene_id in manifest.scenes:
+                if scene_id in folder_of:
+                    raise DatasetConfigError(f"{path}: scene {scene_id!r} is also in split {folder_of[scene_id]!r}")
+                folder_of[scene_id] = name
+        entry_of = {s: m.scenes[s] for _, m in manifests for s in m.scenes}
+        ids = list(folder_of) if scenes is None else list(scenes)
+        missing_ids = [s for s in ids if s not in folder_of]
         if missing_ids:
             raise DatasetConfigError(f"{manifest_path}: scenes not in the manifest: {missing_ids[:5]}")
         if limit is not None:
             ids = ids[: int(limit)]
         if not ids:
-            raise DatasetConfigError(f"{manifest_path}: split {split!r} has no scenes")
+            raise DatasetConfigError(f"{manifest_path}: split {self.split!r} has no scenes")
         self.scene_ids = ids
         if self.scannet200:
-            entries = [(s, self.manifest.scenes[s]) for s in ids]
+            entries = [(s, entry_of[s]) for s in ids]
             old = [s for s, entry in entries if "gt_file" in entry and "gt200_file" not in entry]
             if old:
                 raise DatasetConfigError(
                     f"{manifest_path}: {len(old)} scene(s) have no ScanNet200 labels (e.g. {old[0]}): the folder was "
                     f"preprocessed before ScanNet200 support; re-run `pointformer preprocess scannet RAW_ROOT "
                     f"{self.root}` to add them (only what is missing is redone)")
-        self.files = [self.root / split / self.manifest.scenes[s].get("file", f"{s}.npz") for s in ids]
+        self.files = [self.root / folder_of[s] / entry_of[s].get("file", f"{s}.npz") for s in ids]
         missing_files = [str(f) for f in self.files if not f.is_file()]
         if missing_files:
             raise DatasetConfigError(
@@ -152,7 +164,24 @@ class PreprocessedDataset(Dataset):
         self.transform = transform
         self.seed = int(seed)
         self.cache = cache
+        self.crop = crop
         self._cache: dict[int, Scene] = {}
+
+    def _load_manifest(self, split: str, expected_dataset: Optional[str]) -> tuple[Path, Manifest]:
+        """The manifest of one split folder, checked against the expected dataset."""
+        manifest_path = self.root / split / "manifest.json"
+        if not manifest_path.is_file():
+            available = sorted(p.name for p in self.root.iterdir() if (p / "manifest.json").is_file())
+            raise DatasetConfigError(
+                f"{manifest_path}: no manifest for split {split!r} under data root {str(self.root)!r} "
+                f"(splits found: {available or 'none'})")
+        manifest = Manifest.load(manifest_path)
+        wanted = _MANIFEST_DATASET.get(expected_dataset or "", expected_dataset)
+        if wanted is not None and manifest.dataset != wanted:
+            raise DatasetConfigError(
+                f"{manifest_path}: dataset is {manifest.dataset!r} but the config expects {expected_dataset!r}"
+                + (f" (read from {wanted!r} folders)" if wanted != expected_dataset else ""))
+        return manifest_path, manifest
 
     # --- manifest facts -------------------------------------------------------------------
     @property
@@ -198,22 +227,31 @@ class PreprocessedDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"scene index {index} out of range for {len(self)} scenes")
         scene = self.load(index)
+        rng = augmentation_rng(self.seed, epoch, index)
         sample = PointSample(xyz=scene.xyz.astype(np.float32, copy=True), rgb=scene.rgb.astype(np.float32),
                              normals=scene.normals.astype(np.float32, copy=True))
-        if self.transform is not None:
-            sample = self.transform(sample, augmentation_rng(self.seed, epoch, index))
-        channels = {"rgb": sample.rgb, "normals": sample.normals}
-        features = np.concatenate([channels[name] for name in self.features], axis=1).astype(np.float32)
         superpoint = scene.superpoint.astype(np.int64)
-        semantic, gt_ids = scene.semantic, scene.gt_ids
+        semantic, instance, gt_ids = scene.semantic, scene.instance, scene.gt_ids
         if self.scannet200:
             semantic = (np.full(scene.num_points, -1, dtype=np.int16) if scene.semantic200 is None
                         else _SCANNET200_INDEX[scene.semantic200])
             gt_ids = scene.scannet200_gt_ids()
-        targets = superpoint_targets(superpoint, semantic, scene.instance, thing_classes=self.thing_classes)
+        num_mesh_vertices = scene.num_mesh_vertices
+        if self.crop is not None:
+            keep = self.crop(sample.xyz, rng)
+            sample = PointSample(xyz=sample.xyz[keep], rgb=sample.rgb[keep], normals=sample.normals[keep])
+            superpoint = np.unique(superpoint[keep], return_inverse=True)[1].reshape(-1).astype(np.int64)
+            semantic, instance = semantic[keep], instance[keep]
+            gt_ids = None if gt_ids is None else gt_ids[keep]
+            num_mesh_vertices = int(keep.shape[0])
+        if self.transform is not None:
+            sample = self.transform(sample, rng)
+        channels = {"rgb": sample.rgb, "normals": sample.normals}
+        features = np.concatenate([channels[name] for name in self.features], axis=1).astype(np.float32)
+        targets = superpoint_targets(superpoint, semantic, instance, thing_classes=self.thing_classes)
         return SceneSample(scene_id=scene.scene_id, index=index, xyz=sample.xyz, features=features,
                            superpoint=superpoint, targets=targets, gt_ids=gt_ids,
-                           num_mesh_vertices=scene.num_mesh_vertices, meta={"epoch": epoch})
+                           num_mesh_vertices=num_mesh_vertices, meta={"epoch": epoch})
 
 
 def compute_color_stats(

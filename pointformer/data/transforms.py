@@ -8,6 +8,9 @@ resuming a killed run mid-epoch exact, and what keeps the result independent of 
 Geometric transforms move ``xyz`` and ``normals`` together; colour transforms work on ``rgb`` as
 float32 in [0, 255] until :class:`NormalizeColor` turns it into the network's input scale.
 Labels are never touched: no transform drops or reorders points (point order = mesh vertex order).
+The one exception is :class:`RandomCuboidCrop` (S3DIS training), which is not a ``Transform``: it
+returns the indices of the points to keep, and the dataset subsets every per-point array with them
+before the transforms run.
 """
 from __future__ import annotations
 
@@ -236,6 +239,43 @@ class NormalizeColor:
 
     def __repr__(self) -> str:
         return f"NormalizeColor(mean={self.mean.tolist()}, std={self.std.tolist()})"
+
+
+class RandomCuboidCrop:
+    """Keep the points inside an axis-aligned cuboid of ``size`` metres around a random point.
+
+    ``size`` is one edge for x and y (z unbounded) or three edges (x, y, z; ``None`` = unbounded on
+    that axis). The centre is a uniformly drawn point of the scene, so a crop is never empty; a scene
+    smaller than the cuboid is kept whole. Draws exactly one integer from the generator per call.
+    """
+
+    def __init__(self, *, size: float | Sequence[Optional[float]] = 6.0) -> None:
+        edges = [size, size, None] if isinstance(size, (int, float)) else list(size)
+        if len(edges) != 3 or any(e is not None and (isinstance(e, bool) or not float(e) > 0) for e in edges):
+            raise ValueError(f"data.crop.size must be a positive number (x and y) or three positive numbers / "
+                             f"null (x, y, z; null = unbounded), got {size!r}")
+        self.size = np.array([np.inf if e is None else float(e) for e in edges])
+
+    def __call__(self, xyz: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """int64 indices (ascending, at least one) of the points of ``xyz`` [V, 3] inside the crop."""
+        if xyz.shape[0] == 0:
+            raise ValueError("RandomCuboidCrop: the scene has no points")
+        centre = xyz[int(rng.integers(xyz.shape[0]))].astype(np.float64)
+        inside = np.all(np.abs(xyz - centre) <= self.size / 2, axis=1)
+        return np.flatnonzero(inside)
+
+    def __repr__(self) -> str:
+        return f"RandomCuboidCrop(size={[None if np.isinf(e) else float(e) for e in self.size]})"
+
+
+def build_crop(crop: Optional[dict]) -> Optional[RandomCuboidCrop]:
+    """The training crop of ``data.crop`` (``None``: no crop). Keys: ``size`` (see :class:`RandomCuboidCrop`)."""
+    if crop is None:
+        return None
+    unknown = set(crop) - {"size"}
+    if unknown:
+        raise ValueError(f"data.crop: unknown option(s) {sorted(unknown)}; known: size")
+    return RandomCuboidCrop(**crop)
 
 
 def build_transforms(
