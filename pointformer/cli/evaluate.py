@@ -1,7 +1,8 @@
 """Evaluation commands.
 
 * ``pointformer evaluate PRED_DIR GT_DIR [--dataset scannet|scannet200|s3dis] [--csv OUT.csv] [--json OUT.json]``:
-  the official file contract (``pointformer.evaluation.files``).
+  the official file contract (``pointformer.evaluation.files``). Several ``PRED_DIR GT_DIR`` pairs (S3DIS
+  6-fold: one pair per held-out area) print each fold, the mean of the folds and all rooms pooled.
 * ``pointformer evaluate-model CHECKPOINT [key=value ...]``: predict a labelled split with a checkpoint
   (``pointformer.inference.Predictor``) and evaluate it.
 """
@@ -23,6 +24,7 @@ def _fail(command: str, message: str, status: int) -> int:
 
 # ------------------------------------------------------------------------------------------- evaluate
 def build_parser() -> argparse.ArgumentParser:
+    from pointformer.evaluation.coverage import DEFAULT_SCORE_THRESHOLD
     from pointformer.evaluation.protocol import DATASETS
 
     parser = argparse.ArgumentParser(
@@ -31,9 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "folder against a GT folder; prints the per-class table.")
     parser.add_argument("pred_dir", help="folder with <scene>.txt prediction files (masks in a subfolder)")
     parser.add_argument("gt_dir", help="folder with <scene>.txt GT files (label*1000+instance per vertex)")
+    parser.add_argument("more_pairs", nargs="*", metavar="PRED_DIR GT_DIR",
+                        help="further PRED_DIR GT_DIR pairs, one per fold (S3DIS 6-fold: one per held-out area); "
+                             "prints every fold, the mean of the folds and all rooms pooled")
     parser.add_argument("--dataset", choices=DATASETS, default="scannet",
                         help="class set: scannet (18 nyu40 classes), scannet200 (198 raw-category ids; adds "
-                             "head/common/tail means) or s3dis (1..13; adds precision/recall)")
+                             "head/common/tail means) or s3dis (1..13; adds precision/recall and the ASIS "
+                             "metrics mCov, mWCov, mPrec50, mRec50)")
+    parser.add_argument("--score-threshold", type=float, default=DEFAULT_SCORE_THRESHOLD,
+                        help="s3dis: only predictions with confidence >= this count for the ASIS mean precision / "
+                             f"recall (default {DEFAULT_SCORE_THRESHOLD}, Mask3D's paper; 0 = every prediction, "
+                             "as Mask3D's scripts); printed next to the numbers")
     parser.add_argument("--csv", metavar="OUT.csv", help="write the official result CSV (class,class id,ap,ap50,ap25)")
     parser.add_argument("--json", metavar="OUT.json", help="write all numbers as JSON")
     parser.add_argument("--require-all-scenes", action="store_true",
@@ -45,31 +55,61 @@ def build_parser() -> argparse.ArgumentParser:
 def evaluate_main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(None if argv is None else list(argv))
 
+    from pointformer.evaluation.coverage import mean_of_folds
+    from pointformer.evaluation.evaluator import ScanNetEvaluator
     from pointformer.evaluation.files import EvaluationInputError, evaluate_folders, pair_scene_files
     from pointformer.io.atomic import atomic_write_json
 
+    if len(args.more_pairs) % 2:
+        return _fail("evaluate", f"folders must come in PRED_DIR GT_DIR pairs; {args.more_pairs[-1]!r} has no GT "
+                                 "folder", 2)
+    if args.score_threshold != args.score_threshold or not 0 <= args.score_threshold <= 1:
+        return _fail("evaluate", f"--score-threshold must be in [0, 1], got {args.score_threshold}", 2)
+    folders = [(args.pred_dir, args.gt_dir)] + list(zip(args.more_pairs[::2], args.more_pairs[1::2]))
     start = time.perf_counter()
+    pooled = ScanNetEvaluator(dataset=args.dataset, score_threshold=args.score_threshold) if len(folders) > 1 else None
+    results = []
     try:
-        pairs = pair_scene_files(args.pred_dir, args.gt_dir)
-        if pairs.gt_without_prediction and not args.require_all_scenes:
-            print(f"note: {len(pairs.gt_without_prediction)} GT scene(s) have no prediction file and are not "
-                  f"evaluated (first: {pairs.gt_without_prediction[0]}); --require-all-scenes makes this an error",
-                  file=sys.stderr)
+        for pred_dir, gt_dir in folders:
+            pairs = pair_scene_files(pred_dir, gt_dir)
+            if pairs.gt_without_prediction and not args.require_all_scenes:
+                print(f"note: {pred_dir}: {len(pairs.gt_without_prediction)} GT scene(s) have no prediction file "
+                      f"and are not evaluated (first: {pairs.gt_without_prediction[0]}); --require-all-scenes makes "
+                      "this an error", file=sys.stderr)
 
-        def progress(done: int, total: int, name: str) -> None:
-            if not args.quiet:
-                print(f"\rscenes evaluated: {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
+            def progress(done: int, total: int, name: str) -> None:
+                if not args.quiet:
+                    print(f"\rscenes evaluated: {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
 
-        result = evaluate_folders(args.pred_dir, args.gt_dir, dataset=args.dataset,
-                                  require_all_scenes=args.require_all_scenes, progress=progress)
+            results.append(evaluate_folders(pred_dir, gt_dir, dataset=args.dataset,
+                                            require_all_scenes=args.require_all_scenes, progress=progress,
+                                            score_threshold=args.score_threshold, pooled=pooled))
     except EvaluationInputError as exc:
         return _fail("evaluate", str(exc), 1)
-    print(result.table())
-    print(f"{result.num_scenes} scenes evaluated in {time.perf_counter() - start:.1f} s")
+    if pooled is None:
+        result = results[0]
+        print(result.table())
+        print(f"{result.num_scenes} scenes evaluated in {time.perf_counter() - start:.1f} s")
+        summary = result.as_dict()
+    else:
+        for k, ((pred_dir, gt_dir), fold) in enumerate(zip(folders, results), start=1):
+            print(f"== fold {k}: {pred_dir} vs {gt_dir} ({fold.num_scenes} scenes)")
+            print(fold.table())
+        result = pooled.result()
+        print(f"== pooled over all rooms of the {len(folders)} folds ({result.num_scenes} scenes)")
+        print(result.table())
+        fold_mean = mean_of_folds([fold.as_dict() for fold in results])
+        print(f"== mean of the {len(folders)} folds (each fold weighted equally): "
+              + "  ".join(f"{key} {value:.3f}" for key, value in fold_mean.items())
+              + (f"  (precision/recall: score >= {args.score_threshold:g})" if "mprec50" in fold_mean else ""))
+        print(f"{result.num_scenes} scenes evaluated in {time.perf_counter() - start:.1f} s")
+        summary = {"folds": [dict(fold.as_dict(), pred_dir=str(p), gt_dir=str(g))
+                             for (p, g), fold in zip(folders, results)],
+                   "mean_of_folds": fold_mean, "pooled": result.as_dict()}
     if args.csv:
-        result.to_csv(args.csv)
+        result.to_csv(args.csv)  # several folds: the pooled result
     if args.json:
-        atomic_write_json(args.json, result.as_dict(), indent=2)
+        atomic_write_json(args.json, summary, indent=2)
     return 0
 
 

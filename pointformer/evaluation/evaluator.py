@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from pointformer.evaluation.average_precision import scannet_average_precision
+from pointformer.evaluation.coverage import DEFAULT_SCORE_THRESHOLD, CoverageEvaluator
 from pointformer.evaluation.overlaps import SceneOverlaps, compute_scene_overlaps
 from pointformer.evaluation.prediction import ScenePrediction
 from pointformer.evaluation.protocol import IOU_THRESHOLDS, MIN_REGION_SIZE, class_set
@@ -29,10 +30,12 @@ class ScanNetEvaluator:
     """Accumulates scenes one at a time and computes the result at the end.
 
     Per scene only the matching outcome at each threshold is kept (a few numbers per prediction),
-    so evaluating during training needs no more memory than one scene's masks.
+    so evaluating during training needs no more memory than one scene's masks. S3DIS adds the
+    ASIS-style metrics (:mod:`pointformer.evaluation.coverage`) with ``score_threshold`` for their
+    precision / recall.
     """
 
-    def __init__(self, *, dataset: str = "scannet") -> None:
+    def __init__(self, *, dataset: str = "scannet", score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> None:
         self.classes = class_set(dataset)
         self.dataset = dataset
         num_classes = len(self.classes.ids)
@@ -42,6 +45,8 @@ class ScanNetEvaluator:
         self._has_gt = np.zeros(num_classes, bool)
         self._has_pred = np.zeros(num_classes, bool)
         self._pr_counts = np.zeros((3, num_classes), np.int64) if dataset == "s3dis" else None
+        self._coverage = (CoverageEvaluator(self.classes, score_threshold=score_threshold) if dataset == "s3dis"
+                          else None)
         self.num_scenes = 0
 
     def add(self, gt_ids: np.ndarray, prediction: ScenePrediction, *, scene_name: Optional[str] = None) -> None:
@@ -52,6 +57,8 @@ class ScanNetEvaluator:
         overlaps = compute_scene_overlaps(gt_ids, prediction, self.classes, where=where,
                                           with_precision_recall=self._pr_counts is not None)
         self.add_overlaps(overlaps)
+        if self._coverage is not None:
+            self._coverage.add(gt_ids, prediction)
 
     def add_overlaps(self, scene: SceneOverlaps) -> None:
         """Add a scene already reduced by :func:`compute_scene_overlaps`."""
@@ -101,7 +108,8 @@ class ScanNetEvaluator:
             recall = {n: float(v) for n, v in zip(self.classes.names, rec)}
         return EvaluationResult(dataset=self.dataset, class_ids=self.classes.ids, class_names=self.classes.names,
                                 ap_matrix=ap, num_scenes=self.num_scenes, precision=precision, recall=recall,
-                                class_groups=self.classes.groups)
+                                class_groups=self.classes.groups,
+                                coverage=None if self._coverage is None else self._coverage.result())
 
 
 def _match_scene(scene: SceneOverlaps, iou: np.ndarray, ignore_share: np.ndarray, threshold: float
@@ -177,7 +185,8 @@ def _walk(scene: SceneOverlaps, walk_pred: np.ndarray, walk_gt: np.ndarray
 
 
 def evaluate_scenes(gt_ids: Sequence[np.ndarray], predictions: Sequence[ScenePrediction], *,
-                    dataset: str = "scannet", scene_names: Optional[Sequence[str]] = None) -> EvaluationResult:
+                    dataset: str = "scannet", scene_names: Optional[Sequence[str]] = None,
+                    score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> EvaluationResult:
     """Evaluate whole scenes in memory.
 
     gt_ids:      per scene int [V] GT ids (label*1000 + inst, 0 = unannotated)
@@ -185,12 +194,13 @@ def evaluate_scenes(gt_ids: Sequence[np.ndarray], predictions: Sequence[ScenePre
     dataset:     "scannet" (18 nyu40 classes), "scannet200" (198 raw-category ids; adds head / common /
                  tail means) or "s3dis" (1..13, plus mean precision / recall)
     scene_names: used in error messages
+    score_threshold: S3DIS: confidence threshold of the ASIS-style precision / recall
     """
     if len(gt_ids) != len(predictions):
         raise ValueError(f"evaluate_scenes: {len(gt_ids)} GT scenes but {len(predictions)} predictions")
     if scene_names is not None and len(scene_names) != len(gt_ids):
         raise ValueError(f"evaluate_scenes: {len(scene_names)} scene names for {len(gt_ids)} scenes")
-    evaluator = ScanNetEvaluator(dataset=dataset)
+    evaluator = ScanNetEvaluator(dataset=dataset, score_threshold=score_threshold)
     for i, (gt, pred) in enumerate(zip(gt_ids, predictions)):
         evaluator.add(gt, pred, scene_name=None if scene_names is None else str(scene_names[i]))
     return evaluator.result()

@@ -26,6 +26,7 @@ import numpy as np
 from pointformer.evaluation.prediction import ScenePrediction
 from pointformer.evaluation.protocol import class_set
 from pointformer.evaluation.result import EvaluationResult
+from pointformer.evaluation.coverage import DEFAULT_SCORE_THRESHOLD
 from pointformer.evaluation.evaluator import ScanNetEvaluator
 
 # The official script writes its result next to the predictions under this name; it is not a scene.
@@ -227,22 +228,28 @@ def pair_scene_files(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> 
 
 def evaluate_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, *, dataset: str = "scannet",
                      require_all_scenes: bool = False,
-                     progress: Optional[Callable[[int, int, str], None]] = None) -> EvaluationResult:
+                     progress: Optional[Callable[[int, int, str], None]] = None,
+                     score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+                     pooled: Optional[ScanNetEvaluator] = None) -> EvaluationResult:
     """Evaluate a prediction folder against a GT folder (the official CLI contract).
 
     With ``require_all_scenes`` a GT scene without a prediction file is an error; otherwise it is
     not evaluated (as in the official script). ``progress(done, total, scene)`` is called per scene.
+    ``score_threshold``: S3DIS precision / recall confidence threshold (ASIS-style metrics).
+    ``pooled``: an evaluator that receives every scene too (S3DIS 6-fold: all rooms of all folds pooled).
     """
     pairs = pair_scene_files(pred_dir, gt_dir)
     if require_all_scenes and pairs.gt_without_prediction:
         shown = ", ".join(pairs.gt_without_prediction[:5])
         more = "" if len(pairs.gt_without_prediction) <= 5 else f" (and {len(pairs.gt_without_prediction) - 5} more)"
         raise EvaluationInputError(f"{pred_dir}: no prediction file for GT scenes {shown}{more}")
-    evaluator = ScanNetEvaluator(dataset=dataset)
+    evaluator = ScanNetEvaluator(dataset=dataset, score_threshold=score_threshold)
     for i, (name, pred_file, gt_file) in enumerate(zip(pairs.names, pairs.pred_files, pairs.gt_files)):
         gt_ids = read_gt_ids(gt_file)
         prediction = load_scene_prediction(pred_file, pred_dir, gt_ids.shape[0], dataset=dataset)
         evaluator.add(gt_ids, prediction, scene_name=str(pred_file))
+        if pooled is not None:
+            pooled.add(gt_ids, prediction, scene_name=str(pred_file))
         if progress is not None:
             progress(i + 1, len(pairs.names), name)
     return evaluator.result()

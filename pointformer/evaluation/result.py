@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from pointformer.evaluation.coverage import CoverageResult
 from pointformer.evaluation.protocol import AP25_COLUMN, AP50_COLUMN, AP_COLUMNS, IOU_THRESHOLDS
 from pointformer.io.atomic import atomic_write_text
 
@@ -31,6 +32,7 @@ class EvaluationResult:
     mean_precision / mean_recall (S3DIS only): at IoU >= 0.5, NaN-mean over classes.
     class_groups: named subsets of ``class_names`` (ScanNet200: head, common, tail); ``group_map``,
                   ``group_map50`` and ``group_map25`` are the same NaN-means over each group's classes.
+    coverage: (S3DIS only) the ASIS-style metrics mCov, mWCov, mPrec50, mRec50 and their score threshold.
     """
 
     dataset: str
@@ -42,6 +44,7 @@ class EvaluationResult:
     precision: Optional[dict[str, float]] = None
     recall: Optional[dict[str, float]] = None
     class_groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    coverage: Optional[CoverageResult] = None
 
     @property
     def map(self) -> float:
@@ -119,6 +122,8 @@ class EvaluationResult:
         for group, _ in self.class_groups:
             lines.append(f"{group:<{name_width}}:{group_map[group]:>15.3f}{group_map50[group]:>15.3f}"
                          f"{group_map25[group]:>15.3f}")
+        if self.coverage is not None:
+            lines.append(f"ASIS metrics: {self.coverage.summary()}")
         return "\n".join(lines)
 
     def csv_text(self) -> str:
@@ -148,5 +153,7 @@ class EvaluationResult:
         if self.precision is not None:
             out.update(mean_precision=self.mean_precision, mean_recall=self.mean_recall,
                        precision=dict(self.precision), recall=dict(self.recall))
+        if self.coverage is not None:
+            out.update(self.coverage.as_dict())
         return out
 
