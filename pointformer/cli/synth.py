@@ -1,4 +1,5 @@
-"""`pointformer synth scannet OUT_ROOT --scenes N --seed S ...`: write synthetic raw-format scenes."""
+"""`pointformer synth scannet OUT_ROOT --scenes N --seed S ...` and `pointformer synth s3dis OUT --rooms N --seed S
+[--defects]`: write synthetic raw-format scenes."""
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     sc.add_argument("--label-set", choices=("scannet", "scannet200"), default="scannet",
                     help="the label tsv's id column: scannet (default) or real ScanNet200 raw-category ids "
                          "(some objects outside the 200 classes)")
+    s3 = sub.add_parser("s3dis", help="S3DIS raw layout: Stanford3dDataset_v1.2_Aligned_Version/Area_N/<room>/")
+    s3.add_argument("out_root", type=Path, help="output folder (the release folder is created inside it)")
+    s3.add_argument("--rooms", type=_positive, default=4, help="rooms, round-robin over Area_1..Area_6 (default 4)")
+    s3.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
+    s3.add_argument("--points", type=int, default=20000, help="target points per room (default 20000)")
+    s3.add_argument("--defects", action="store_true",
+                    help="inject every defect kind of the real release once (control bytes, a fused NUL, bad lines, "
+                         "a duplicate file, a misnamed room file, stairs, CRLF, an empty file, a count mismatch, "
+                         "an unreadable room)")
     args = parser.parse_args(argv)
+    if args.dataset == "s3dis":
+        return _synth_s3dis(args)
 
     from pointformer.synthetic.scannet import generate_scannet
 
@@ -50,4 +62,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     vertices = sum(s.num_vertices for s in result.scenes.values())
     print(f"{result.root}: {len(result.scenes)} scenes ({counts}), {vertices} vertices, "
           f"{time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _synth_s3dis(args: argparse.Namespace) -> int:
+    from pointformer.synthetic.s3dis import generate_s3dis
+
+    start = time.perf_counter()
+    try:
+        result = generate_s3dis(args.out_root, num_rooms=args.rooms, seed=args.seed, points_per_room=args.points,
+                                defects=args.defects)
+    except (ValueError, OSError) as exc:
+        print(f"pointformer synth s3dis: {exc}", file=sys.stderr)
+        return 1
+    points = sum(r.semantic.shape[0] for r in result.rooms.values())
+    print(f"{result.release}: {len(result.rooms)} rooms, {points} annotated points, {len(result.defects)} injected "
+          f"defects, {time.perf_counter() - start:.1f} s")
     return 0
