@@ -6,12 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pointformer.build import make_dataset, resolve_splits
 from pointformer.config import ConfigError, RunSettings, compose_config
 from pointformer.data.dataset import PreprocessedDataset
 from pointformer.data.toy import make_toy_scene
 from pointformer.data.transforms import RandomCuboidCrop, build_crop
+from pointformer.engine.metrics_log import read_metrics
+from pointformer.engine.run import run_training
 from pointformer.io.gt import write_gt_file
 from pointformer.io.labels import S3DIS_IDS, S3DIS_NAMES
 from pointformer.io.scene import Manifest, save_scene
@@ -142,3 +145,18 @@ def test_areas_with_different_classes_are_refused(tmp_path: Path) -> None:
     manifest.save(tmp_path / "Area_2" / "manifest.json")
     with pytest.raises(ValueError, match="classes differ"):
         PreprocessedDataset(tmp_path, ["Area_1", "Area_2"])
+
+
+def test_data_s3dis_trains_a_few_steps_and_validates_with_the_s3dis_metrics(s3dis_root: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    cfg = compose_config([
+        "data=s3dis", f"data.root={s3dis_root}", "model=tiny", "data.cache=true", "data.crop.size=3.0",
+        f"run_dir={tmp_path / 'run'}", "trainer.progress=false", "trainer.tensorboard=false",
+        "trainer.num_workers=0", "trainer.epochs=1", "trainer.max_steps=4", "trainer.batch_size=2",
+        "trainer.val_every_epochs=1", "trainer.log_every=1", "data.limit_val=1"])
+    result = run_training(cfg)
+    losses = [r["loss"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl", "train")]
+    assert result.step == 4 and len(losses) == 4 and np.isfinite(losses).all()
+    val = read_metrics(tmp_path / "run" / "metrics.jsonl", "val")
+    assert len(val) == 1 and {"map", "map50", "map25", "mcov", "mwcov", "mprec50", "mrec50"} <= set(val[0])
+    assert "ceiling" in val[0]["table"] and "ASIS metrics" in val[0]["table"]
