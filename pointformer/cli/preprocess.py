@@ -4,8 +4,9 @@
   (``pointformer.preprocess.scannet``).
 * ``pointformer preprocess s3dis RAW_ROOT OUT_DIR [--workers N]``: the S3DIS raw release -> preprocessed rooms
   (``pointformer.preprocess.s3dis``).
-* ``pointformer superpoints MESH.ply [OUT.segs.json]``: the mesh segmentator, written in the official
-  segs.json layout (``pointformer.preprocess.segmentator``).
+* ``pointformer superpoints SCAN [OUT.segs.json]``: the mesh segmentator (``pointformer.preprocess.segmentator``)
+  or, for a point cloud, the kNN segmentator (``pointformer.preprocess.cloud_segmentator``), written in the
+  official segs.json layout.
 """
 from __future__ import annotations
 
@@ -110,36 +111,80 @@ def preprocess_main(argv: Optional[Sequence[str]] = None) -> int:
     return _run_s3dis(args) if args.dataset == "s3dis" else _run_scannet(args)
 
 
+def _read_cloud_text(path: Path) -> tuple[Any, Any]:
+    """``x y z [r g b]`` text (one point a line, spaces or commas): xyz float32 [V, 3], rgb uint8 [V, 3] or None."""
+    import numpy as np
+
+    try:
+        data = np.loadtxt(path, dtype=np.float64, delimiter=None if "," not in _first_line(path) else ",", ndmin=2)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable 'x y z [r g b]' point file ({exc})") from None
+    if data.shape[0] == 0 or data.shape[1] not in (3, 6):
+        raise ValueError(f"{path}: expected 3 (x y z) or 6 (x y z r g b) columns per line, got "
+                         f"{data.shape[1] if data.shape[0] else 'no lines'}")
+    if not np.isfinite(data).all():
+        raise ValueError(f"{path}: non-finite values (nan/inf) in the point file")
+    rgb = np.clip(np.rint(data[:, 3:6]), 0, 255).astype(np.uint8) if data.shape[1] == 6 else None
+    return data[:, :3].astype(np.float32), rgb
+
+
+def _first_line(path: Path) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.readline()
+
+
 def superpoints_main(argv: Optional[Sequence[str]] = None) -> int:
-    """`pointformer superpoints MESH.ply [OUT.segs.json]`: write the official segs.json layout."""
+    """`pointformer superpoints SCAN [OUT.segs.json]`: write the official segs.json layout.
+
+    A triangle mesh (.ply with faces) goes through the mesh segmentator; a bare point cloud (.ply without
+    faces, or ``x y z [r g b]`` text) through the kNN point-cloud segmentator."""
+    from pointformer.preprocess.cloud_segmentator import DEFAULT_K
     from pointformer.preprocess.segmentator import DEFAULT_K_THRESH, DEFAULT_SEG_MIN_VERTS
 
     parser = argparse.ArgumentParser(
         prog="pointformer superpoints",
-        description="Over-segment a triangle mesh (ScanNet Segmentator algorithm) and write a segs.json "
-                    "file in the layout of ScanNet's *_vh_clean_2.0.010000.segs.json.")
-    parser.add_argument("mesh", type=Path, help="triangle mesh (.ply with a face element)")
+        description="Over-segment a scan (ScanNet Segmentator algorithm) and write a segs.json file in the layout "
+                    "of ScanNet's *_vh_clean_2.0.010000.segs.json. A triangle mesh uses its faces; a point cloud "
+                    "(PLY without faces, or 'x y z [r g b]' text) uses a k-nearest-neighbour graph with PCA normals.")
+    parser.add_argument("scan", type=Path, help="triangle mesh or point cloud (.ply), or x y z [r g b] text")
     parser.add_argument("out", type=Path, nargs="?",
-                        help="output segs.json (default: next to the mesh, <mesh stem>.<kThresh>.segs.json)")
+                        help="output segs.json (default: next to the scan, <stem>.<kThresh>.segs.json)")
     parser.add_argument("--k-thresh", type=float, default=DEFAULT_K_THRESH, help="kThresh (default 0.01)")
     parser.add_argument("--seg-min-verts", type=int, default=DEFAULT_SEG_MIN_VERTS,
                         help="minimum vertices per segment (default 20)")
+    parser.add_argument("--k", type=int, default=DEFAULT_K,
+                        help=f"point clouds: neighbours per point in the graph (default {DEFAULT_K})")
     args = parser.parse_args(None if argv is None else list(argv))
 
     import numpy as np
 
     from pointformer.io.ply import read_ply
     from pointformer.io.scannet import write_segs_json
+    from pointformer.preprocess.cloud_segmentator import segment_cloud
     from pointformer.preprocess.segmentator import segment_mesh
 
-    out = args.out or args.mesh.with_name(f"{args.mesh.stem}.{args.k_thresh:.6f}.segs.json")
+    path: Path = args.scan
+    out = args.out or path.with_name(f"{path.stem}.{args.k_thresh:.6f}.segs.json")
     try:
-        mesh = read_ply(args.mesh, require_faces=True)
-        seg = segment_mesh(mesh.vertices, mesh.faces, args.k_thresh, args.seg_min_verts)
-        write_segs_json(out, seg, scene_id=args.mesh.stem, k_thresh=args.k_thresh,
-                        seg_min_verts=args.seg_min_verts)
+        if path.suffix.lower() == ".ply":
+            scan = read_ply(path)
+            xyz, rgb, faces = scan.vertices, scan.colors, scan.faces
+        elif not path.is_file():
+            raise ValueError(f"{path}: no such file")
+        else:
+            (xyz, rgb), faces = _read_cloud_text(path), None
+        if faces is not None and len(faces):
+            kind = "vertices (mesh)"
+            seg = segment_mesh(xyz, faces, args.k_thresh, args.seg_min_verts)
+        else:
+            kind = "points (cloud)"
+            try:
+                seg = segment_cloud(xyz, rgb, k=args.k, k_thresh=args.k_thresh, seg_min_verts=args.seg_min_verts)
+            except ValueError as exc:
+                raise ValueError(f"{path}: {exc}") from None
+        write_segs_json(out, seg, scene_id=path.stem, k_thresh=args.k_thresh, seg_min_verts=args.seg_min_verts)
     except ValueError as exc:
         print(f"pointformer superpoints: {exc}", file=sys.stderr)
         return 1
-    print(f"{out}: {len(np.unique(seg))} segments over {seg.shape[0]} vertices")
+    print(f"{out}: {len(np.unique(seg))} segments over {seg.shape[0]} {kind}")
     return 0

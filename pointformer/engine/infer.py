@@ -14,7 +14,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from pointformer.inference import PointInstances, Predictor, cell_superpoints
+from pointformer.inference import PointInstances, Predictor
+from pointformer.preprocess.cloud_segmentator import cell_superpoints
 
 log = logging.getLogger("pointformer")
 

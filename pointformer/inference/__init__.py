@@ -3,7 +3,7 @@
 preprocessed splits or on arrays)."""
 from pointformer.inference.instances import InstancePrediction, PointInstances, point_instances
 from pointformer.inference.postprocess import Postprocessor
-from pointformer.inference.predictor import PredictedScene, Predictor, cell_superpoints, predict_instances
+from pointformer.inference.predictor import PredictedScene, Predictor, predict_instances
 
 __all__ = ["InstancePrediction", "PointInstances", "PredictedScene", "Predictor", "Postprocessor",
-           "cell_superpoints", "point_instances", "predict_instances"]
+           "point_instances", "predict_instances"]

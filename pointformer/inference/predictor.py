@@ -29,6 +29,7 @@ from pointformer.evaluation import EvaluationResult, ScenePrediction, class_set,
 from pointformer.inference.instances import InstancePrediction, PointInstances, point_instances
 from pointformer.inference.postprocess import Postprocessor
 from pointformer.io.checkpoint import CheckpointError, load_checkpoint
+from pointformer.preprocess.cloud_segmentator import cell_superpoints
 
 
 @torch.no_grad()
@@ -53,15 +54,6 @@ def predict_instances(model: nn.Module, batch: SceneBatch, postprocessor: Postpr
                                   weights[b].float())
         results.append((instances, point_tokens[b]))
     return results
-
-
-def cell_superpoints(xyz: np.ndarray, cell: float) -> np.ndarray:
-    """int64 [V] contiguous ids of the ``cell``-metre cubes the points xyz [V, 3] fall in (superpoints of a
-    bare point cloud, which has no mesh for the segmentator)."""
-    if not cell > 0:
-        raise ValueError(f"--cell must be positive, got {cell}")
-    keys = np.floor((xyz - xyz.min(axis=0)) / cell).astype(np.int64)
-    return np.unique(keys, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pointformer.data.toy import make_toy_scene, write_toy_split
 from pointformer.cli.infer import main as infer_main
 from pointformer.cli.submission import export_main
 from pointformer.cli.train import main as train_main
-from pointformer.inference import cell_superpoints
+from pointformer.preprocess.cloud_segmentator import cell_superpoints
 from pointformer.io.ply import write_ply
 
 
