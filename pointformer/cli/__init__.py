@@ -13,7 +13,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "synth": ("synth", "main", "generate synthetic raw-format scenes (ScanNet)"),
     "preprocess": ("preprocess", "preprocess_main", "raw dataset -> preprocessed scenes (scannet)"),
-    "superpoints": ("preprocess", "superpoints_main", "mesh segmentator: MESH.ply -> OUT.segs.json"),
+    "superpoints": ("preprocess", "superpoints_main", "segmentator: MESH.ply or a cloud -> OUT.segs.json"),
     "evaluate": ("evaluate", "evaluate_main", "ScanNet-protocol AP of prediction files against GT files"),
     "validate-submission": ("submission", "validate_main", "check a benchmark submission zip before upload"),
     "train": ("train", "main", "train a model (Hydra overrides)"),
