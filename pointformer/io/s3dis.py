@@ -27,6 +27,7 @@ A room that cannot be read raises :class:`S3DISFormatError` naming the room and 
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 from dataclasses import dataclass, field
@@ -167,39 +168,63 @@ def _parse_line(text: bytes) -> Optional[np.ndarray]:
     return values if _valid_rows(values[None])[0] else None
 
 
+def _repair(line: bytes, number: int, rel: str) -> tuple[Optional[bytes], Issue]:
+    """A line that is not six clean numbers: (repaired text or None, the issue reporting it)."""
+    shown = repr(line[:80])[1:]
+    if _CONTROL.search(line):
+        deleted, separated = _CONTROL_RUN.sub(b"", line), _CONTROL_RUN.sub(b" ", line)
+        readings = [(text, _parse_line(text)) for text in (deleted, separated)]
+        valid = [(text, v) for text, v in readings if v is not None]
+        if valid and len({tuple(v.tolist()) for _, v in valid}) == 1:
+            how = "deleted" if len(valid) == 1 and valid[0][0] is deleted else "read as a separator"
+            if len(valid) == 2:
+                how = "deleted (both readings agree)"
+            return valid[0][0], Issue("repaired", rel, number, f"control byte(s) {how}: {shown} -> "
+                                      + " ".join(f"{x:g}" for x in valid[0][1]))
+        reason = ("control byte(s) with no single valid reading" if not valid
+                  else "control byte(s) with two different valid readings")
+    else:
+        fields = line.split()
+        reason = f"{len(fields)} columns instead of 6" if len(fields) != 6 else "not six numbers"
+    return None, Issue("dropped", rel, number, f"{reason}: {shown}")
+
+
+def _parse_rows(lines: list[bytes]) -> np.ndarray:
+    """float64 [N, 6] of lines of six number-byte fields; a row that does not parse is NaN."""
+    try:
+        return np.loadtxt(io.BytesIO(b"\n".join(lines)), dtype=np.float64, ndmin=2).reshape(len(lines), 6)
+    except ValueError:
+        rows = np.full((len(lines), 6), np.nan)
+        for i, line in enumerate(lines):
+            with contextlib.suppress(ValueError):
+                rows[i] = [float(f) for f in line.split()]
+        return rows
+
+
 def _read_slow(data: bytes, rel: str) -> PointFile:
     """Line by line: keep clean lines, repair where exactly one reading is valid, drop the rest."""
-    rows: list[np.ndarray] = []
     issues: list[Issue] = []
+    kept: list[bytes] = []
+    numbers: list[int] = []  # 1-based line number of every kept line
     for number, line in enumerate(data.split(b"\n"), start=1):
-        if not line.strip():
+        fields = line.split()
+        if not fields and not _CONTROL.search(line):
             continue
-        values = _parse_line(line)
-        if values is not None and not _CONTROL.search(line):
-            rows.append(values)
-            continue
-        shown = repr(line[:80])[1:]
-        if _CONTROL.search(line):
-            readings = [_parse_line(_CONTROL_RUN.sub(b"", line)), _parse_line(_CONTROL_RUN.sub(b" ", line))]
-            distinct = {tuple(v.tolist()) for v in readings if v is not None}
-            if len(distinct) == 1:
-                fixed = np.array(distinct.pop())
-                how = "deleted" if readings[0] is not None and readings[1] is None else "read as a separator"
-                if readings[0] is not None and readings[1] is not None:
-                    how = "deleted (both readings agree)"
-                rows.append(fixed)
-                issues.append(Issue("repaired", rel, number, f"control byte(s) {how}: {shown} -> "
-                                    + " ".join(f"{v:g}" for v in fixed)))
+        if len(fields) != 6 or line.translate(None, _NUMBER_BYTES):
+            fixed, issue = _repair(line, number, rel)
+            issues.append(issue)
+            if fixed is None:
                 continue
-            reason = "control byte(s) with no single valid reading" if not distinct else \
-                "control byte(s) with two different valid readings"
-        else:
-            fields = line.split()
-            reason = (f"{len(fields)} columns instead of 6" if len(fields) != 6
-                      else "not six numbers with colours in 0..255")
-        issues.append(Issue("dropped", rel, number, f"{reason}: {shown}"))
-    points = np.stack(rows) if rows else np.zeros((0, 6))
-    return PointFile(points, issues)
+            line = fixed
+        kept.append(line)
+        numbers.append(number)
+    values = _parse_rows(kept) if kept else np.zeros((0, 6))
+    valid = _valid_rows(values)
+    for i in np.flatnonzero(~valid).tolist():
+        issues.append(Issue("dropped", rel, numbers[i], "not six numbers with integral colours in 0..255: "
+                            + repr(kept[i][:80])[1:]))
+    issues.sort(key=lambda issue: issue.line or 0)
+    return PointFile(values[valid], issues)
 
 
 def read_point_file(path: Path, rel: str) -> PointFile:

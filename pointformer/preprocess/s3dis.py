@@ -47,7 +47,9 @@ DEFAULT_CELL = 0.05  # metres: OneFormer3D's 5 cm voxels as S3DIS superpoints
 def voxel_cells(xyz: np.ndarray, cell: float) -> np.ndarray:
     """int32 [V]: contiguous ids of the ``cell``-metre cubes the points xyz [V, 3] fall in."""
     keys = np.floor((xyz - xyz.min(axis=0)) / cell).astype(np.int64)
-    return np.unique(keys, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int32)
+    dims = keys.max(axis=0) + 1
+    linear = (keys[:, 0] * dims[1] + keys[:, 1]) * dims[2] + keys[:, 2]  # lexicographic order of the cubes
+    return np.unique(linear, return_inverse=True)[1].reshape(-1).astype(np.int32)
 
 
 def room_superpoints(xyz: np.ndarray, rgb: np.ndarray, method: str, cell: float = DEFAULT_CELL) -> np.ndarray:

@@ -46,6 +46,7 @@ def test_control_bytes_repaired_when_one_reading_is_valid(tmp_path, line, expect
     b"1 2 3 4 5 6 7",
     b"1 2 3 4 5 300",                  # colour out of range
     b"1 2 x 4 5 6",                    # a letter: never guessed
+    b"1 2 3.3.3 4 5 6",                # number bytes, but not a number
     b"1 2 3 4 5 6\x01 7",              # seven columns either way
 ])
 def test_unrepairable_lines_are_dropped_and_reported(tmp_path, line):
