@@ -9,7 +9,8 @@ Output layout (see ``pointformer.io.scene`` for the scene contract)::
 
 Each area is a split (``PreprocessedDataset(OUT_DIR, "Area_5", expected_dataset="s3dis")``). ``semantic``
 indexes ``S3DIS_NAMES``; ``instance`` is 1..K, one per non-empty annotation file; ``normals`` are zeros
-(a bare point cloud has none); superpoints come from ``superpoints`` (SUPERPOINT_METHODS).
+(a bare point cloud has none); superpoints: the kNN point-cloud segmentator by default, or voxel cells
+(``superpoints="cells"``, ``cell`` metres).
 
 Re-running resumes: a room whose manifest entry matches the current source checksums, method and whose
 files load is skipped. Writes are atomic; one bad room never stops the others.
@@ -35,35 +36,28 @@ from pointformer.io.s3dis import (
     RawRoom, S3DISFormatError, discover_rooms, read_alignment_angles, read_room, release_root,
 )
 from pointformer.io.scene import Manifest, Scene, SceneFormatError, load_scene, save_scene
+from pointformer.preprocess.cloud_segmentator import cell_superpoints, segment_cloud
 
 logger = logging.getLogger(__name__)
 
 REPORT_NAME = "preprocess_report.json"
-SUPERPOINT_METHODS = ("cells", "knn")
-DEFAULT_SUPERPOINTS = "cells"
-DEFAULT_CELL = 0.05  # metres: OneFormer3D's 5 cm voxels as S3DIS superpoints
-
-
-def voxel_cells(xyz: np.ndarray, cell: float) -> np.ndarray:
-    """int32 [V]: contiguous ids of the ``cell``-metre cubes the points xyz [V, 3] fall in."""
-    keys = np.floor((xyz - xyz.min(axis=0)) / cell).astype(np.int64)
-    dims = keys.max(axis=0) + 1
-    linear = (keys[:, 0] * dims[1] + keys[:, 1]) * dims[2] + keys[:, 2]  # lexicographic order of the cubes
-    return np.unique(linear, return_inverse=True)[1].reshape(-1).astype(np.int32)
+SUPERPOINT_METHODS = ("knn", "cells")
+# The kNN segmentator: the purity of 5 cm cells with ~120x fewer superpoints (BENCHMARKS.md, "Superpoints for
+# point clouds"); cells (OneFormer3D's 5 cm voxels) stay an option.
+DEFAULT_SUPERPOINTS = "knn"
+DEFAULT_CELL = 0.05  # metres
 
 
 def room_superpoints(xyz: np.ndarray, rgb: np.ndarray, method: str, cell: float = DEFAULT_CELL) -> np.ndarray:
     """int32 [V] contiguous superpoint ids of a room (xyz float [V, 3], rgb uint8 [V, 3]).
 
-    ``method``: "cells" (``cell``-metre voxels) or "knn" (the k-nearest-neighbour segmentator,
-    ``pointformer.preprocess.cloud_segmentator.segment_cloud``).
+    ``method``: "knn" (the kNN point-cloud segmentator, :func:`segment_cloud` with its defaults) or
+    "cells" (``cell``-metre voxel cells, :func:`cell_superpoints`).
     """
-    if method == "cells":
-        return voxel_cells(xyz, cell)
     if method == "knn":
-        from pointformer.preprocess.cloud_segmentator import segment_cloud
-
-        return np.unique(segment_cloud(xyz, rgb), return_inverse=True)[1].reshape(-1).astype(np.int32)
+        return segment_cloud(xyz, rgb).astype(np.int32)
+    if method == "cells":
+        return cell_superpoints(xyz, cell).astype(np.int32)
     raise ValueError(f"unknown superpoint method {method!r}; choose from {SUPERPOINT_METHODS}")
 
 
@@ -159,7 +153,7 @@ def process_room(task: RoomTask) -> RoomResult:
             "gt_file": str(gt.relative_to(Path(task.out_dir))), "issues": [i.as_dict() for i in raw.issues],
         }
         return RoomResult(task.scene_id, task.area, "done", entry=entry, seconds=time.perf_counter() - start)
-    except (ValueError, OSError, ImportError) as exc:
+    except (ValueError, OSError) as exc:
         message = str(exc)
         if f"{task.area}/{task.room}" not in message and task.scene_id not in message:
             message = f"room {task.area}/{task.room}: {message}"

@@ -100,6 +100,12 @@ def test_resume_skips_finished_rooms_and_redoes_changed(release, tmp_path):
     third = preprocess_s3dis(raw, out)
     assert third.done == [room.scene_id] and len(third.skipped) == len(release.rooms) - 1
     assert load_scene(out / room.area / f"{room.room}.npz").num_points == room.semantic.shape[0] + 1
+    knn = Manifest.load(out / room.area / "manifest.json").scenes[room.scene_id]
+    cells = preprocess_s3dis(raw, out, superpoints="cells", cell=0.1)  # another superpoint method: redone
+    assert len(cells.done) == len(release.rooms) and not cells.skipped
+    entry = Manifest.load(out / room.area / "manifest.json").scenes[room.scene_id]
+    assert entry["superpoints"] == "cells" and knn["superpoints"] == "knn"
+    assert entry["num_superpoints"] > knn["num_superpoints"]
 
 
 def test_cli_exit_status(release, tmp_path, capsys):
