@@ -75,6 +75,16 @@ class PointFile:
     issues: list[Issue] = field(default_factory=list)
 
 
+def room_scene_id(area: str, room: str) -> str:
+    """The scene id of a room: ``Area_<n>_<room>``."""
+    return f"{area}_{room}"
+
+
+def room_gt_ids(semantic: np.ndarray, instance: np.ndarray) -> np.ndarray:
+    """int32 [V] evaluation GT ``(class index + 1) * 1000 + instance`` of semantic [V] (0..12) and instance [V]."""
+    return ((semantic.astype(np.int32) + 1) * 1000 + instance).astype(np.int32)
+
+
 @dataclass
 class RawRoom:
     """One room read from its annotation files (V points, K instances).
@@ -97,12 +107,12 @@ class RawRoom:
 
     @property
     def scene_id(self) -> str:
-        return f"{self.area}_{self.room}"
+        return room_scene_id(self.area, self.room)
 
     @property
     def gt_ids(self) -> np.ndarray:
         """int32 [V]: evaluation GT ``(class index + 1) * 1000 + instance``."""
-        return ((self.semantic.astype(np.int32) + 1) * 1000 + self.instance).astype(np.int32)
+        return room_gt_ids(self.semantic, self.instance)
 
 
 def release_root(raw_root: str | Path) -> Path:

@@ -23,9 +23,9 @@ import logging
 import multiprocessing
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, ClassVar, Iterator, Optional
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from pointformer.io.s3dis import (
 )
 from pointformer.io.scene import Manifest, Scene, SceneFormatError, load_scene, save_scene
 from pointformer.preprocess.cloud_segmentator import cell_superpoints, segment_cloud
+from pointformer.preprocess.resume import RunSummary, resume_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -164,44 +165,24 @@ def process_room(task: RoomTask) -> RoomResult:
 
 
 @dataclass
-class S3DISSummary:
-    """Rooms done / skipped / failed (scene id -> reason), issue counts and the report's path."""
+class S3DISSummary(RunSummary):
+    """Rooms done / skipped / failed (scene id -> reason), points, issue counts and the report's path."""
 
-    done: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
     num_points: int = 0
     num_issues: int = 0
     report: Optional[Path] = None
-    seconds: float = 0.0
+    unit: ClassVar[str] = "rooms"
 
-    @property
-    def ok(self) -> bool:
-        return not self.failed
+    def counts(self) -> str:
+        return f"; {self.num_points} points"
 
-    def format(self) -> str:
-        total = len(self.done) + len(self.skipped) + len(self.failed)
-        lines = [f"{total} rooms: {len(self.done)} done, {len(self.skipped)} skipped (already up to date), "
-                 f"{len(self.failed)} failed; {self.num_points} points; {self.seconds:.1f} s",
-                 f"{self.num_issues} repairs / dropped lines / noticed defects: see {self.report}"]
-        lines += [f"  FAILED {reason}" for _, reason in sorted(self.failed.items())]
-        return "\n".join(lines)
+    def details(self) -> list[str]:
+        return [f"{self.num_issues} repairs / dropped lines / noticed defects: see {self.report}"]
 
 
 def _load_manifest(path: Path, area: str) -> Manifest:
-    fresh = Manifest(dataset="s3dis", split=area, class_names=list(S3DIS_NAMES), class_ids=list(S3DIS_IDS),
-                     thing_classes=list(range(len(S3DIS_NAMES))))
-    if not path.exists():
-        return fresh
-    try:
-        old = Manifest.load(path)
-    except SceneFormatError as exc:
-        logger.warning("%s; every room of the area is redone", exc)
-        return fresh
-    if old.dataset != "s3dis" or old.split != area or old.class_names != fresh.class_names:
-        logger.warning("%s was written for another dataset, area or class list; its rooms are redone", path)
-        return fresh
-    return old
+    return resume_manifest(path, Manifest(dataset="s3dis", split=area, class_names=list(S3DIS_NAMES),
+                                          class_ids=list(S3DIS_IDS), thing_classes=list(range(len(S3DIS_NAMES)))))
 
 
 def _run_parallel(tasks: list[RoomTask], workers: int) -> Iterator[RoomResult]:

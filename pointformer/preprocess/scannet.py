@@ -40,6 +40,7 @@ from pointformer.io.scannet import (
     file_sha1, read_label_map, read_scannet200_map, read_scannet_scene, read_split_file,
 )
 from pointformer.io.scene import Manifest, Scene, SceneFormatError, load_scene, save_scene
+from pointformer.preprocess.resume import RunSummary, resume_manifest
 from pointformer.preprocess.segmentator import segment_mesh, vertex_normals
 
 logger = logging.getLogger(__name__)
@@ -297,43 +298,16 @@ def plan_splits(raw_root: str | os.PathLike, split_dir: Optional[str | os.PathLi
 
 
 @dataclass
-class PreprocessSummary:
-    done: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
+class PreprocessSummary(RunSummary):
     notes: dict[str, list[str]] = field(default_factory=dict)
-    seconds: float = 0.0
 
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def format(self) -> str:
-        total = len(self.done) + len(self.skipped) + len(self.failed)
-        lines = [f"{total} scenes: {len(self.done)} done, {len(self.skipped)} skipped (already up to date), "
-                 f"{len(self.failed)} failed; {self.seconds:.1f} s"]
-        if self.notes:
-            lines.append(f"{len(self.notes)} scenes had repaired defects (see the manifests' 'notes')")
-        for scene, reason in sorted(self.failed.items()):
-            lines.append(f"  FAILED {reason}")
-        return "\n".join(lines)
+    def details(self) -> list[str]:
+        return [f"{len(self.notes)} scenes had repaired defects (see the manifests' 'notes')"] if self.notes else []
 
 
 def _load_manifest(path: Path, split: str) -> Manifest:
-    fresh = Manifest(dataset="scannet", split=split, class_names=list(SCANNET_SEMANTIC_NAMES),
-                     class_ids=list(SCANNET_SEMANTIC_IDS), thing_classes=list(THING_CLASSES))
-    if not path.exists():
-        return fresh
-    try:
-        old = Manifest.load(path)
-    except SceneFormatError as exc:
-        logger.warning("%s; every scene of the split is re-checked from scratch", exc)
-        return fresh
-    if (old.class_ids != fresh.class_ids or old.class_names != fresh.class_names or old.dataset != "scannet"
-            or old.split != split):
-        logger.warning("%s was written for another class map or split; its scenes are redone", path)
-        return fresh
-    return old
+    return resume_manifest(path, Manifest(dataset="scannet", split=split, class_names=list(SCANNET_SEMANTIC_NAMES),
+                                          class_ids=list(SCANNET_SEMANTIC_IDS), thing_classes=list(THING_CLASSES)))
 
 
 def _drop_scenes_left_the_split(manifest: Manifest, assigned: Mapping[str, Path], out_dir: Path) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 
 from pointformer.io.atomic import atomic_write_bytes
 from pointformer.io.labels import S3DIS_NAMES
-from pointformer.io.s3dis import RELEASE_NAMES, annotation_order
+from pointformer.io.s3dis import RELEASE_NAMES, annotation_order, room_gt_ids, room_scene_id
 from pointformer.synthetic import meshes
 from pointformer.synthetic.rooms import ROOM_TYPES, mesh_layout, object_colors, plan_room
 
@@ -59,12 +59,12 @@ class SyntheticRoom:
 
     @property
     def scene_id(self) -> str:
-        return f"{self.area}_{self.room}"
+        return room_scene_id(self.area, self.room)
 
     @property
     def gt_ids(self) -> np.ndarray:
         """int32 [V]: (class index + 1) * 1000 + instance."""
-        return ((self.semantic.astype(np.int32) + 1) * 1000 + self.instance).astype(np.int32)
+        return room_gt_ids(self.semantic, self.instance)
 
 
 @dataclass
