@@ -1,14 +1,19 @@
-"""What every preprocessing pipeline shares: the run summary, and the manifest a resumed run continues."""
+"""What every preprocessing pipeline shares: the run summary, the manifest a resumed run continues,
+and the worker processes."""
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, Callable, ClassVar, Iterator, Optional, Sequence, TypeVar
 
 from pointformer.io.scene import Manifest, SceneFormatError
 
 logger = logging.getLogger(__name__)
+
+Task = TypeVar("Task")
+Result = TypeVar("Result")
 
 
 @dataclass
@@ -57,3 +62,28 @@ def resume_manifest(path: Path, fresh: Manifest) -> Manifest:
         logger.warning("%s was written for another dataset, split or class map; its scenes are redone", path)
         return fresh
     return old
+
+
+def run_in_processes(work: Callable[[Task], Result], tasks: Sequence[Task], workers: int, *,
+                     on_worker_death: Callable[[Task], Result], initializer: Optional[Callable[..., None]] = None,
+                     initargs: tuple[Any, ...] = ()) -> Iterator[Result]:
+    """``work(task)`` for every task in ``workers`` processes, results in completion order. A worker that
+    dies (killed for memory, a crash in native code) gives ``on_worker_death(task)`` for the tasks still in
+    flight instead of hanging the run, as multiprocessing.Pool would."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    executor = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=initializer,
+                                   initargs=initargs)
+    try:
+        futures = {executor.submit(work, task): task for task in tasks}
+        for future in as_completed(futures):
+            task = futures[future]
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                yield on_worker_death(task)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import multiprocessing
 import os
 import time
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from pointformer.io.s3dis import (
 )
 from pointformer.io.scene import Manifest, Scene, SceneFormatError, load_scene, save_scene
 from pointformer.preprocess.cloud_segmentator import cell_superpoints, segment_cloud
-from pointformer.preprocess.resume import RunSummary, resume_manifest
+from pointformer.preprocess.resume import RunSummary, resume_manifest, run_in_processes
 
 logger = logging.getLogger(__name__)
 
@@ -187,20 +186,9 @@ def _load_manifest(path: Path, area: str) -> Manifest:
 
 def _run_parallel(tasks: list[RoomTask], workers: int) -> Iterator[RoomResult]:
     """Results in completion order; a dead worker fails its pending rooms instead of hanging the run."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx) as executor:
-        futures = {executor.submit(process_room, task): task for task in tasks}
-        for future in as_completed(futures):
-            task = futures[future]
-            try:
-                yield future.result()
-            except BrokenProcessPool:
-                yield RoomResult(task.scene_id, task.area, "failed",
-                                 error=f"room {task.area}/{task.room}: a worker process died while this room was "
-                                       "pending (out of memory?); re-run to retry it")
+    return run_in_processes(process_room, tasks, workers, on_worker_death=lambda task: RoomResult(
+        task.scene_id, task.area, "failed", error=f"room {task.area}/{task.room}: a worker process died while this "
+                                                  "room was pending (out of memory?); re-run to retry it"))
 
 
 def preprocess_s3dis(raw_root: str | os.PathLike, out_dir: str | os.PathLike, *, workers: int = 1,

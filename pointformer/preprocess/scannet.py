@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
 import time
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from pointformer.io.scannet import (
     file_sha1, read_label_map, read_scannet200_map, read_scannet_scene, read_split_file,
 )
 from pointformer.io.scene import Manifest, Scene, SceneFormatError, load_scene, save_scene
-from pointformer.preprocess.resume import RunSummary, resume_manifest
+from pointformer.preprocess.resume import RunSummary, resume_manifest, run_in_processes
 from pointformer.preprocess.segmentator import segment_mesh, vertex_normals
 
 logger = logging.getLogger(__name__)
@@ -449,27 +448,14 @@ def preprocess_scannet(raw_root: str | os.PathLike, out_dir: str | os.PathLike, 
 
 def _run_parallel(tasks: list[SceneTask], workers: int, label_map: Optional[dict[str, int]],
                   label_map_sha1: Optional[str], scannet200_map: Optional[dict[str, int]]) -> Iterator[SceneResult]:
-    """Results in completion order. A worker that dies (killed for memory, a crash in native code)
-    fails the scenes still in flight instead of hanging the run, as multiprocessing.Pool would."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    executor = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker,
-                                   initargs=(label_map, label_map_sha1, scannet200_map))
-    try:
-        futures = {executor.submit(_process_in_worker, task): task for task in tasks}
-        for future in as_completed(futures):
-            task = futures[future]
-            try:
-                yield future.result()
-            except BrokenProcessPool:
-                yield SceneResult(task.scene_id, task.split, "failed",
-                                  error=f"scene {task.scene_id}: {task.folder}: a worker process died while "
-                                        "this scene was pending (out of memory?); re-run to retry it")
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+    """Results in completion order; a dead worker fails its pending scenes instead of hanging the run."""
+    return run_in_processes(
+        _process_in_worker, tasks, workers, initializer=_init_worker,
+        initargs=(label_map, label_map_sha1, scannet200_map),
+        on_worker_death=lambda task: SceneResult(
+            task.scene_id, task.split, "failed", error=f"scene {task.scene_id}: {task.folder}: a worker process "
+                                                       "died while this scene was pending (out of memory?); re-run "
+                                                       "to retry it"))
 
 
 class _NoBar:
