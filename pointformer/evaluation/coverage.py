@@ -35,7 +35,8 @@ COVERAGE_PR_IOU: float = 0.5
 DEFAULT_SCORE_THRESHOLD: float = 0.8
 
 
-def _nanmean(values: np.ndarray) -> float:
+def nanmean(values: np.ndarray) -> float:
+    """nanmean that returns NaN quietly when everything is NaN or empty (e.g. no GT at all)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return float(np.nanmean(values)) if np.size(values) else math.nan
@@ -55,19 +56,19 @@ class CoverageResult:
 
     @property
     def mcov(self) -> float:
-        return _nanmean(self.coverage)
+        return nanmean(self.coverage)
 
     @property
     def mwcov(self) -> float:
-        return _nanmean(self.weighted_coverage)
+        return nanmean(self.weighted_coverage)
 
     @property
     def mprec50(self) -> float:
-        return _nanmean(self.precision)
+        return nanmean(self.precision)
 
     @property
     def mrec50(self) -> float:
-        return _nanmean(self.recall)
+        return nanmean(self.recall)
 
     def summary(self) -> str:
         """One line: the four means and the threshold used for precision / recall."""
@@ -178,4 +179,4 @@ def mean_of_folds(summaries: list[dict[str, Any]]) -> dict[str, float]:
     """6-fold "mean of folds": each summary number (``SUMMARY_KEYS`` present in every fold) averaged over the
     folds' ``as_dict()`` outputs, each fold weighted equally whatever its number of rooms."""
     keys = [k for k in SUMMARY_KEYS if summaries and all(k in s for s in summaries)]
-    return {k: _nanmean(np.array([float(s[k]) for s in summaries])) for k in keys}
+    return {k: nanmean(np.array([float(s[k]) for s in summaries])) for k in keys}

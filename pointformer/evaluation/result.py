@@ -1,24 +1,15 @@
 """The outcome of an evaluation: per-class AP at every threshold, the averages, table / CSV / JSON."""
 from __future__ import annotations
 
-import math
 import os
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
 
-from pointformer.evaluation.coverage import CoverageResult
+from pointformer.evaluation.coverage import CoverageResult, nanmean
 from pointformer.evaluation.protocol import AP25_COLUMN, AP50_COLUMN, AP_COLUMNS, IOU_THRESHOLDS
 from pointformer.io.atomic import atomic_write_text
-
-
-def _nanmean(values: np.ndarray) -> float:
-    """nanmean that returns NaN quietly when everything is NaN (e.g. no GT at all)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(np.nanmean(values)) if np.size(values) else math.nan
 
 
 @dataclass
@@ -48,20 +39,20 @@ class EvaluationResult:
 
     @property
     def map(self) -> float:
-        return _nanmean(self.ap_matrix[:, AP_COLUMNS])
+        return nanmean(self.ap_matrix[:, AP_COLUMNS])
 
     @property
     def map50(self) -> float:
-        return _nanmean(self.ap_matrix[:, AP50_COLUMN])
+        return nanmean(self.ap_matrix[:, AP50_COLUMN])
 
     @property
     def map25(self) -> float:
-        return _nanmean(self.ap_matrix[:, AP25_COLUMN])
+        return nanmean(self.ap_matrix[:, AP25_COLUMN])
 
     def _group_means(self, columns: np.ndarray | int) -> dict[str, float]:
         """Per group: the NaN-mean of its classes' rows of ``ap_matrix`` at ``columns``."""
         row = {name: i for i, name in enumerate(self.class_names)}
-        return {group: _nanmean(self.ap_matrix[[row[n] for n in names]][:, columns])
+        return {group: nanmean(self.ap_matrix[[row[n] for n in names]][:, columns])
                 for group, names in self.class_groups}
 
     @property
@@ -92,11 +83,11 @@ class EvaluationResult:
 
     @property
     def mean_precision(self) -> Optional[float]:
-        return None if self.precision is None else _nanmean(np.array(list(self.precision.values())))
+        return None if self.precision is None else nanmean(np.array(list(self.precision.values())))
 
     @property
     def mean_recall(self) -> Optional[float]:
-        return None if self.recall is None else _nanmean(np.array(list(self.recall.values())))
+        return None if self.recall is None else nanmean(np.array(list(self.recall.values())))
 
     def table(self) -> str:
         """The per-class table as printed by the official script (plus precision/recall for S3DIS)."""
