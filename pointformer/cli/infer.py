@@ -1,9 +1,11 @@
-"""``pointformer infer SCAN.ply``: instances on one custom scan, written as a coloured PLY, a per-vertex
-instance file and a JSON list of instances (and a PNG view with ``--png``).
+"""``pointformer infer SCAN``: instances on one custom scan of any size (a room or a whole building).
 
-Superpoints: a triangle mesh goes through the mesh segmentator (as ScanNet scenes do); a bare point
-cloud is cut into cubic cells of ``--cell`` metres (superpoints need no mesh). The scan should be
-z-up and in metres, like ScanNet; colours are used when present (grey otherwise).
+Reads PLY (mesh or cloud), LAS/LAZ, PCD, NPY/NPZ and text (``x y z [r g b]``; ``--columns``). Scans
+larger than ``--tile`` metres are cut into overlapping tiles whose instances are merged across the
+borders. Writes to ``--out`` (docs/inference.md): ``S.instances.json``, ``S.instance_ids.{npy,txt}`` and
+``S.class_ids.{npy,txt}`` (-1 = none), ``S.ply`` coloured by instance, and for LAS/LAZ input a copy with
+``instance`` and ``class`` extra dimensions. The checkpoint's input features are the contract: a model
+trained on colour refuses a scan without colour. The scan should be z-up and in metres.
 """
 from __future__ import annotations
 
@@ -20,16 +22,27 @@ def _fail(message: str, status: int = 2) -> int:
     return status
 
 
+def _tile(value: str) -> float | None:
+    return None if value.lower() in ("none", "off", "0") else float(value)
+
+
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="pointformer infer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("scan", help="a .ply mesh or point cloud (x y z, optional red green blue, optional faces)")
+    parser.add_argument("scan", help="a .ply/.las/.laz/.pcd/.npy/.npz/.txt/.xyz/.pts/.csv scan (mesh or point cloud)")
     parser.add_argument("--checkpoint", default=None,
                         help="trained checkpoint (default: the newest best.pt under ./outputs or ./demo_output)")
     parser.add_argument("--out", default=None, help="output folder (default: <scan name>_instances next to the scan)")
-    parser.add_argument("--cell", type=float, default=0.1,
-                        help="superpoint cell size in metres for point clouds (default 0.1)")
+    parser.add_argument("--columns", default=None,
+                        help="text/.npy column names, e.g. x,y,z,_,r,g,b ('_' skips; default by column count)")
+    parser.add_argument("--tile", type=_tile, default=12.0,
+                        help="tile size in metres for large scans (default 12; 'none': one pass)")
+    parser.add_argument("--overlap", type=float, default=2.0, help="tile overlap in metres (default 2)")
+    parser.add_argument("--superpoints", choices=("knn", "cells"), default="knn",
+                        help="superpoints of a point cloud: the kNN-graph segmentator (default) or cubic cells")
+    parser.add_argument("--cell", type=float, default=0.1, help="cell size in metres for --superpoints cells")
     parser.add_argument("--min-points", type=int, default=50, help="drop instances with fewer points (default 50)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--png", action="store_true",
                         help="also render a PNG view (Open3D offscreen, matplotlib fallback)")
     parser.add_argument("--show", action="store_true", help="open an Open3D viewer window")
@@ -39,7 +52,7 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
 
     from pointformer.config import ConfigError
-    from pointformer.engine.infer import find_default_checkpoint, predict_scan_file, read_scan, write_scan_instances
+    from pointformer.engine.infer import InferOptions, find_default_checkpoint, infer_file
     from pointformer.io.checkpoint import CheckpointError
 
     scan_path = Path(args.scan)
@@ -47,28 +60,36 @@ def main(argv: Sequence[str]) -> int:
     if checkpoint is None:
         return _fail("no --checkpoint given and no best.pt under ./outputs or ./demo_output; train one "
                      "(`pointformer demo` or `pointformer train ...`) and pass --checkpoint PATH")
+    out = Path(args.out) if args.out else scan_path.parent / f"{scan_path.stem}_instances"
+    options = InferOptions(columns=args.columns, tile_size=args.tile, overlap=args.overlap,
+                           superpoints=args.superpoints, cell=args.cell, min_points=args.min_points,
+                           progress=not args.no_progress)
     try:
-        scan = read_scan(scan_path, cell=args.cell)
         predictor = load_predictor(args, checkpoint)
-        result = predict_scan_file(predictor, scan, min_points=args.min_points)
+        result = infer_file(predictor, scan_path, out, options)
     except (ConfigError, CheckpointError, ValueError) as exc:
         return _fail(str(exc))
 
-    out = Path(args.out) if args.out else scan_path.parent / f"{scan_path.stem}_instances"
-    written = write_scan_instances(out, scan_path.stem, scan, result,
-                                   meta={"scan": str(scan_path), "checkpoint": str(checkpoint)})
-    print(f"{scan_path}: {len(written.instances)} instances ({scan.superpoints})")
-    for inst in written.instances[:20]:
-        print(f"  {inst['id']:3d}  {inst['class']:<16s} score {inst['score']:.3f}  {inst['num_points']} points")
-    print(f"wrote {written.ply}\n      {written.txt} (instance id per vertex, 0 = none)\n      {written.json}")
-    if args.png:
-        from pointformer.vis import render_png
+    prediction, files = result.prediction, result.files
+    tiles = prediction.tiles
+    print(f"{scan_path}: {result.cloud.num_points} points, {len(prediction.instances)} instances "
+          f"({prediction.superpoints}; {'one pass' if tiles is None else str(tiles['count']) + ' tiles'})")
+    for inst in prediction.instances[:20]:
+        print(f"  {inst.id:3d}  {inst.class_name:<16s} score {inst.score:.3f}  {inst.num_points} points")
+    print(f"wrote {files.json}\n      {files.instance_npy} / .txt (instance id per point, -1 = none)\n"
+          f"      {files.class_npy} / .txt (class id per point, -1 = none)\n      {files.ply}")
+    if files.las is not None:
+        print(f"      {files.las} (the input with 'instance' and 'class' dimensions)")
+    if args.png or args.show:
+        xyz = (result.cloud.xyz - result.cloud.xyz.min(axis=0)).astype("float32")
+        if args.png:
+            from pointformer.vis import render_png
 
-        png = out / f"{scan_path.stem}_instances.png"
-        backend = render_png(png, scan.xyz, written.colors, faces=scan.faces)
-        print(f"      {png} ({backend})")
-    if args.show:
-        from pointformer.vis.viewer import show_instances
+            png = out / f"{scan_path.stem}.png"
+            backend = render_png(png, xyz, result.colors, faces=result.cloud.faces)
+            print(f"      {png} ({backend})")
+        if args.show:
+            from pointformer.vis.viewer import show_instances
 
-        show_instances(scan.xyz, written.colors, faces=scan.faces, title=scan_path.name)
+            show_instances(xyz, result.colors, faces=result.cloud.faces, title=scan_path.name)
     return 0

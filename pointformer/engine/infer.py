@@ -1,21 +1,25 @@
-"""Instances on one custom scan (the work of ``pointformer infer SCAN.ply``): written as a coloured PLY,
-a per-vertex instance file and a JSON list of instances.
+"""Instances on one custom scan (the work of ``pointformer infer SCAN``): read any format, predict tile by
+tile, write the output files of :mod:`pointformer.io.instances_out`.
 
-Superpoints: a triangle mesh goes through the mesh segmentator (as ScanNet scenes do); a bare point
-cloud is cut into cubic cells (superpoints need no mesh). The scan should be z-up and in metres,
-like ScanNet; colours are used when present (grey otherwise).
+Reading: :func:`pointformer.io.clouds.read_cloud` (PLY, LAS/LAZ, PCD, NPY/NPZ, text). Superpoints: a
+triangle mesh goes through the mesh segmentator (as ScanNet scenes do); a bare point cloud gets the
+kNN-graph segmentator per tile (or cubic cells). Prediction: :meth:`Predictor.predict` (tiles, merging,
+the checkpoint's input features). The scan should be z-up and in metres, like the training data.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from pointformer.inference import PointInstances, Predictor
-from pointformer.preprocess.cloud_segmentator import cell_superpoints
+from pointformer.evaluation import class_set
+from pointformer.inference import Predictor
+from pointformer.inference.predictor import ScanInstances
+from pointformer.io.clouds import LAS_SUFFIXES, Cloud, read_cloud
+from pointformer.io.instances_out import InstanceFiles, write_instance_files
 
 log = logging.getLogger("pointformer")
 
@@ -26,82 +30,78 @@ def find_default_checkpoint(search: Sequence[Path] = (Path("outputs"), Path("dem
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
-@dataclass
-class Scan:
-    """A scan read for prediction (V points).
+@dataclass(frozen=True)
+class InferOptions:
+    """How a scan file is read and predicted (the ``pointformer infer`` options).
 
-    xyz float32 [V, 3]; rgb uint8 [V, 3]; normals float32 [V, 3] (zeros for a bare cloud);
-    superpoint int64 [V] contiguous 0..S-1; faces int [F, 3] or None; superpoints: how they were made.
+    columns: text/NPY column names (None: by count); tile_size / overlap: metres (tile_size None: one pass);
+    superpoints: "knn" or "cells" (clouds); cell: cell size in metres; min_points: smallest instance kept;
+    merge_iou: band IoU that joins instances across tiles; progress: a progress bar over tiles.
     """
 
-    xyz: np.ndarray
-    rgb: np.ndarray
-    normals: np.ndarray
-    superpoint: np.ndarray
-    faces: Optional[np.ndarray]
-    superpoints: str
-
-
-def read_scan(path: Path, *, cell: float = 0.1) -> Scan:
-    """A .ply mesh or point cloud with its superpoints (segmentator for a mesh, ``cell``-metre cubes
-    for a cloud); ValueError naming the file for an unreadable one."""
-    from pointformer.io.ply import read_ply
-
-    mesh = read_ply(path)
-    xyz = mesh.vertices.astype(np.float32)
-    if mesh.colors is None:
-        log.warning("%s has no colours; using grey (the model was trained on coloured scans)", path)
-    rgb = mesh.colors if mesh.colors is not None else np.full((len(xyz), 3), 128, np.uint8)
-    if mesh.faces is not None and len(mesh.faces):
-        from pointformer.preprocess.segmentator import segment_mesh, vertex_normals
-
-        normals = vertex_normals(xyz, mesh.faces)
-        superpoint = np.unique(segment_mesh(xyz, mesh.faces), return_inverse=True)[1].reshape(-1)
-        source = f"mesh segmentator ({int(superpoint.max()) + 1} superpoints)"
-    else:
-        normals = np.zeros_like(xyz)
-        superpoint = cell_superpoints(xyz, cell)
-        source = f"{cell} m cells ({int(superpoint.max()) + 1} superpoints)"
-    return Scan(xyz=xyz, rgb=rgb, normals=normals, superpoint=superpoint, faces=mesh.faces, superpoints=source)
-
-
-def predict_scan_file(predictor: Predictor, scan: Scan, *, min_points: int = 50) -> PointInstances:
-    """The instances of a ScanNet-trained model on ``scan`` (ScanNet's 18 instance classes)."""
-    from pointformer.io.labels import SCANNET_INSTANCE_IDS, SCANNET_INSTANCE_NAMES
-
-    if predictor.settings.data.dataset != "scannet":
-        raise ValueError(f"infer supports ScanNet-trained checkpoints; this one was trained on "
-                         f"{predictor.settings.data.dataset}")
-    return predictor.predict_scan(scan.xyz, scan.rgb, normals=scan.normals, superpoint=scan.superpoint,
-                                  class_ids=SCANNET_INSTANCE_IDS, class_names=SCANNET_INSTANCE_NAMES,
-                                  min_points=min_points)
+    columns: Optional[str] = None
+    tile_size: Optional[float] = 12.0
+    overlap: float = 2.0
+    superpoints: str = "knn"
+    cell: float = 0.1
+    min_points: int = 50
+    merge_iou: float = 0.5
+    progress: bool = True
 
 
 @dataclass
-class InferOutputs:
-    """The files written for one scan, and the colour of every point uint8 [V, 3]."""
+class InferResult:
+    """A predicted scan file: the cloud as read, the instances, the files written and the point colours uint8 [N, 3]."""
 
-    ply: Path
-    txt: Path
-    json: Path
+    cloud: Cloud
+    prediction: ScanInstances
+    files: InstanceFiles
     colors: np.ndarray
-    instances: list[dict]
 
 
-def write_scan_instances(out: Path, stem: str, scan: Scan, result: PointInstances, *,
-                         meta: dict) -> InferOutputs:
-    """``<out>/<stem>_instances.{ply,txt,json}``: coloured PLY, one instance id per vertex (0 = none), and
-    the instances (id, class, score, points) with ``meta`` (e.g. scan and checkpoint paths)."""
-    from pointformer.io.atomic import atomic_write_json, atomic_write_text
-    from pointformer.vis import write_instance_ply
+def mesh_superpoints(cloud: Cloud) -> Optional[np.ndarray]:
+    """int64 [N] segmentator superpoints of a triangle mesh (None for a bare cloud)."""
+    if cloud.faces is None:
+        return None
+    from pointformer.preprocess.segmentator import segment_mesh
 
-    ply, txt, json_path = (out / f"{stem}_instances.{ext}" for ext in ("ply", "txt", "json"))
-    colors = write_instance_ply(ply, scan.xyz, result.instance, faces=scan.faces, base_rgb=scan.rgb)
-    atomic_write_text(txt, "".join(f"{int(i)}\n" for i in result.instance))
-    instances = [{"id": i + 1, "class_id": int(c), "class": n, "score": float(s), "num_points": int(k)}
-                 for i, (c, n, s, k) in enumerate(zip(result.class_ids, result.class_names, result.scores,
-                                                      result.num_points))]
-    atomic_write_json(json_path, {**meta, "superpoints": scan.superpoints, "num_points": int(len(scan.xyz)),
-                                  "instances": instances})
-    return InferOutputs(ply=ply, txt=txt, json=json_path, colors=colors, instances=instances)
+    # the segmentator works on scan-local float32 coordinates (a float64 origin keeps georeferenced meshes exact)
+    local = (cloud.xyz - cloud.xyz.min(axis=0)).astype(np.float32)
+    return np.unique(segment_mesh(local, cloud.faces), return_inverse=True)[1].reshape(-1)
 
+
+def mesh_normals(cloud: Cloud) -> Optional[np.ndarray]:
+    """float32 [N, 3] area-weighted vertex normals of a mesh (the preprocessing's), else the file's (or None)."""
+    if cloud.faces is None:
+        return cloud.normals
+    from pointformer.preprocess.segmentator import vertex_normals
+
+    return vertex_normals((cloud.xyz - cloud.xyz.min(axis=0)).astype(np.float32), cloud.faces)
+
+
+def infer_file(predictor: Predictor, scan: Union[str, Path], out: Union[str, Path],
+               options: InferOptions = InferOptions()) -> InferResult:
+    """Read ``scan``, predict its instances and write the files of :mod:`pointformer.io.instances_out` to ``out``.
+
+    Raises CloudFormatError (bad file), MissingFeatureError (the scan lacks a feature the model reads)
+    or ValueError (bad options); each names the file."""
+    from pointformer.vis.colors import color_instances
+
+    scan = Path(scan)
+    cloud = read_cloud(scan, columns=options.columns)
+    predictor.check_features(cloud.available_features(), str(scan))  # before the (slow) segmentator
+    prediction = predictor.predict(
+        cloud.xyz, cloud.rgb, normals=mesh_normals(cloud), superpoint=mesh_superpoints(cloud),
+        tile_size=options.tile_size, overlap=options.overlap, superpoints=options.superpoints, cell=options.cell,
+        min_points=options.min_points, merge_iou=options.merge_iou, progress=options.progress, source=str(scan))
+    colors = color_instances(prediction.instance_ids + 1, base_rgb=cloud.rgb)
+    classes = class_set(predictor.settings.data.dataset)
+    meta = {"source": str(scan), "checkpoint": str(predictor.checkpoint), "dataset": predictor.settings.data.dataset,
+            "features": list(prediction.features), "tiles": prediction.tiles, "format": cloud.format,
+            "superpoints": prediction.superpoints}
+    files = write_instance_files(
+        out, scan.stem, xyz=cloud.xyz, colors=colors, instance_ids=prediction.instance_ids,
+        class_ids=prediction.class_ids, meta=meta, instances=[vars(inst) for inst in prediction.instances],
+        classes=dict(zip(classes.ids, classes.names)), faces=cloud.faces, double=cloud.double,
+        las_source=scan if scan.suffix.lower() in LAS_SUFFIXES else None)
+    return InferResult(cloud=cloud, prediction=prediction, files=files, colors=colors)

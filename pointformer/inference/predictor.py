@@ -3,8 +3,14 @@
 The composition root of prediction: :meth:`Predictor.from_checkpoint` reads the checkpoint's stored
 config once into :class:`~pointformer.config.RunSettings` and builds the model and the postprocessor
 from it. A predictor runs whole splits of a preprocessed dataset (evaluation, export) and single scans
-given as arrays (``pointformer infer``). :func:`predict_instances` is the one forward pass +
-postprocessing of a batch, shared with validation during training (``engine.task``).
+given as arrays: :meth:`Predictor.predict` takes a scan of any size (tiles, merged instances,
+:mod:`pointformer.inference.tiling`) and is what ``pointformer infer`` runs; :meth:`Predictor.predict_scan`
+is one untiled pass. :func:`predict_instances` is the one forward pass + postprocessing of a batch,
+shared with validation during training (``engine.task``).
+
+Input features are the checkpoint's contract: the stored ``data.features`` (``rgb``, ``normals``) say
+what the model reads; :meth:`Predictor.predict` refuses a scan without colour for a model that reads
+colour (:class:`MissingFeatureError`) and estimates normals (kNN PCA) for a cloud that has none.
 """
 from __future__ import annotations
 
@@ -29,7 +35,57 @@ from pointformer.evaluation import EvaluationResult, ScenePrediction, class_set,
 from pointformer.inference.instances import InstancePrediction, PointInstances, point_instances
 from pointformer.inference.postprocess import Postprocessor
 from pointformer.io.checkpoint import CheckpointError, load_checkpoint
-from pointformer.preprocess.cloud_segmentator import cell_superpoints
+from pointformer.inference.tiling import TileGrid, TileMerger, in_box, voxel_units
+from pointformer.preprocess.cloud_segmentator import cell_superpoints, cloud_normals, segment_cloud
+
+SUPERPOINT_METHODS = ("knn", "cells")
+
+
+class MissingFeatureError(ValueError):
+    """A scan lacks an input feature the checkpoint's model reads (message names feature, scan and checkpoint)."""
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One predicted instance of a scan: id (0..K-1, by descending score), class, score and point count."""
+
+    id: int
+    class_id: int
+    class_name: str
+    score: float
+    num_points: int
+
+
+@dataclass
+class ScanInstances:
+    """The instances of one scan of N points (what :meth:`Predictor.predict` returns).
+
+    instance_ids int32 [N]: the instance of every point (index into ``instances``), -1 = none;
+    class_ids int32 [N]: the dataset class id of every point's instance, -1 = none;
+    instances: K instances by descending score; features: the model's input features;
+    tiles: the tiling used (None: one pass); superpoints: how the superpoints were made.
+    """
+
+    instance_ids: np.ndarray
+    class_ids: np.ndarray
+    instances: list[Instance]
+    features: tuple[str, ...]
+    tiles: Optional[dict]
+    superpoints: str
+
+    @property
+    def num_points(self) -> int:
+        return int(self.instance_ids.shape[0])
+
+    def mask(self, instance: int) -> np.ndarray:
+        """bool [N]: the points of instance ``instance`` (0..K-1)."""
+        if not 0 <= instance < len(self.instances):
+            raise IndexError(f"instance {instance} out of range 0..{len(self.instances) - 1}")
+        return self.instance_ids == instance
+
+    def masks(self) -> np.ndarray:
+        """bool [K, N]: every instance's points (K x N bytes: prefer :meth:`mask` on large scans)."""
+        return self.instance_ids[None, :] == np.arange(len(self.instances), dtype=np.int32)[:, None]
 
 
 @torch.no_grad()
@@ -79,10 +135,12 @@ class Predictor:
         step: the training step of the weights (for messages), when known.
     """
 
-    def __init__(self, settings: RunSettings, model: nn.Module, *, step: Optional[int] = None) -> None:
+    def __init__(self, settings: RunSettings, model: nn.Module, *, step: Optional[int] = None,
+                 checkpoint: Optional[Path] = None) -> None:
         self.settings = settings
         self.model = model.eval()
         self.step = step
+        self.checkpoint = checkpoint
         try:
             self.postprocessor = Postprocessor.from_settings(settings.loss)
         except ValueError as exc:
@@ -108,7 +166,7 @@ class Predictor:
             raise CheckpointError(f"{path}: weights do not fit the model of the stored config (was an override "
                                   f"of model.* given?): {str(exc).splitlines()[0]}") from None
         use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
-        return cls(settings, model.to("cuda" if use_cuda else "cpu"), step=int(payload["step"]))
+        return cls(settings, model.to("cuda" if use_cuda else "cpu"), step=int(payload["step"]), checkpoint=Path(path))
 
     @property
     def device(self) -> torch.device:
@@ -199,3 +257,96 @@ class Predictor:
         prediction = self.predict_batch(batch, class_ids)[0]
         return point_instances(prediction, min_points=min_points,
                                class_names=dict(zip(class_ids, class_names or [str(c) for c in class_ids])))
+
+    def check_features(self, available: Sequence[str], source: str = "the scan") -> None:
+        """Raise MissingFeatureError unless ``available`` (of ``rgb``, ``normals``, ...) covers the model's
+        input features; normals count as available for any scan (they are estimated when missing)."""
+        features = self.settings.data.features
+        have = set(available) | {"normals"}
+        for feature in features:
+            if feature not in have:
+                what = "colour (rgb)" if feature == "rgb" else feature
+                raise MissingFeatureError(
+                    f"{source} has no {what}, but the checkpoint {self.checkpoint or '(in memory)'} was trained with "
+                    f"the input features {list(features)}: it would see made-up values. Use a checkpoint trained "
+                    f"without it, e.g. data.features=[normals] data.in_channels=3 (docs/inference.md)")
+
+    def predict(self, xyz: np.ndarray, rgb: Optional[np.ndarray] = None, *, normals: Optional[np.ndarray] = None,
+                superpoint: Optional[np.ndarray] = None, tile_size: Optional[float] = 12.0, overlap: float = 2.0,
+                superpoints: str = "knn", cell: float = 0.1, min_points: int = 50, merge_iou: float = 0.5,
+                progress: bool = False, source: str = "the scan") -> ScanInstances:
+        """Instances of a scan of any size (a room or a building), tile by tile (:mod:`~pointformer.inference.tiling`).
+
+        Args:
+            xyz: float [N, 3] metres, z up; float64 georeferenced coordinates are fine (a float64 origin is
+                subtracted before anything becomes float32).
+            rgb: uint8 [N, 3] or None (refused when the model reads colour); normals: float [N, 3] or None
+                (estimated by kNN PCA per tile when the model reads normals).
+            superpoint: int [N] (e.g. a mesh's segmentator ids) or None: made per tile by ``superpoints``,
+                "knn" (the kNN-graph segmentator) or "cells" (``cell``-metre cubes).
+            tile_size, overlap: square tiles in metres (x-y) and their overlap; None: one pass.
+            min_points: instances with fewer points are dropped; merge_iou: the band IoU that joins tile instances.
+            source: the scan's name for messages.
+        Returns: per-point instance and class ids (-1 = none) and the instances, by descending score.
+        Raises MissingFeatureError, or ValueError for arrays of the wrong shape.
+        """
+        xyz = np.asarray(xyz)
+        if xyz.ndim != 2 or xyz.shape[1] != 3 or xyz.shape[0] == 0:
+            raise ValueError(f"{source}: xyz must have shape [N, 3] with N > 0, got {xyz.shape}")
+        n = xyz.shape[0]
+        for name, array in (("rgb", rgb), ("normals", normals), ("superpoint", superpoint)):
+            if array is not None and np.shape(array)[0] != n:
+                raise ValueError(f"{source}: {name} has {np.shape(array)[0]} rows but xyz has {n} points")
+        if superpoints not in SUPERPOINT_METHODS:
+            raise ValueError(f"superpoints must be one of {SUPERPOINT_METHODS}, got {superpoints!r}")
+        self.check_features([name for name, a in (("rgb", rgb), ("normals", normals)) if a is not None], source)
+        data = self.settings.data
+        classes = class_set(data.dataset)
+        names = dict(zip(classes.ids, classes.names))
+        origin = xyz.min(axis=0).astype(np.float64)  # float64: georeferenced coordinates keep their precision
+        units = voxel_units(xyz.astype(np.float64, copy=False) - origin, self.settings.model.voxel_size,
+                            rgb=rgb if "rgb" in data.features else None,
+                            normals=normals if "normals" in data.features else None, superpoint=superpoint)
+        xy = units.xyz[:, :2]
+        grid = TileGrid(xy, tile_size, overlap)
+        merger = TileMerger(grid.num_tiles, grid.home(xy), units.count, merge_iou=merge_iou)
+        tiles: Any = grid.tiles()
+        if progress:
+            from tqdm import tqdm
+
+            tiles = tqdm(tiles, total=grid.num_tiles, desc=f"predict {grid.num_tiles} tile(s)", dynamic_ncols=True)
+        num_superpoints = 0
+        for tile in tiles:
+            sel = np.flatnonzero(in_box(xy, tile.outer))
+            if sel.size < 2:  # nothing to predict (an empty tile, or a lone point)
+                merger.add(tile.index, sel, np.full(sel.size, -1, np.int32), np.zeros(0), np.zeros(0, np.int64))
+                continue
+            txyz = units.xyz[sel].astype(np.float32)
+            tnormals = None
+            if "normals" in data.features:
+                # PCA normals facing the tile's centre (a room seen from inside), one tile at a time
+                tnormals = units.normals[sel] if units.normals is not None else cloud_normals(txyz)
+            if units.superpoint is not None:
+                tsp = units.superpoint[sel]
+            elif superpoints == "knn":
+                tsp = segment_cloud(txyz)
+            else:
+                tsp = cell_superpoints(txyz, cell)
+            num_superpoints += int(np.unique(tsp).size)
+            trgb = units.rgb[sel] if units.rgb is not None else np.zeros((sel.size, 3), np.float32)
+            result = self.predict_scan(txyz, trgb, normals=tnormals, superpoint=tsp, min_points=1,
+                                       class_ids=classes.ids, class_names=classes.names)
+            merger.add(tile.index, sel, result.instance.astype(np.int32) - 1, result.scores,
+                       np.asarray(result.class_ids, dtype=np.int64))
+        merged = merger.finish(min_points=min_points)
+        instance_ids = merged.unit_instance[units.point_unit]
+        class_of = np.append(merged.class_ids, -1).astype(np.int32)  # index -1 -> the appended -1
+        instances = [Instance(id=i, class_id=int(c), class_name=names.get(int(c), str(int(c))), score=float(s),
+                              num_points=int(k))
+                     for i, (c, s, k) in enumerate(zip(merged.class_ids, merged.scores, merged.num_points))]
+        method = ("given" if superpoint is not None else
+                  "kNN segmentator" if superpoints == "knn" else f"{cell} m cells")
+        return ScanInstances(instance_ids=instance_ids, class_ids=class_of[instance_ids], instances=instances,
+                             features=tuple(data.features), tiles=grid.describe(),
+                             superpoints=f"{method} ({num_superpoints} superpoints over {units.num_units} "
+                                         f"{self.settings.model.voxel_size} m voxels)")

@@ -155,12 +155,14 @@ def _triangulate(polygons: np.ndarray, path: Path) -> np.ndarray:
 
 
 def read_ply(path: str | os.PathLike, *, require_faces: bool = False,
-             require_colors: bool = False) -> PlyMesh:
+             require_colors: bool = False, keep_double: bool = False) -> PlyMesh:
     """Read a PLY vertex set or triangle mesh.
 
     Vertices need ``x y z``; ``red green blue`` (and ``alpha``) are read when present; the face list
     ``vertex_indices`` (or ``vertex_index``) is read when present. Every other vertex property lands
-    in ``PlyMesh.extra``. Raises PlyFormatError naming the file for a missing/truncated/corrupt file,
+    in ``PlyMesh.extra``. ``keep_double``: vertices stored as ``double`` come back float64 (georeferenced
+    scans), not float32. Colours stored as 16-bit integers keep their high byte. Raises PlyFormatError
+    naming the file for a missing/truncated/corrupt file,
     missing properties, or face indices outside the vertex range.
     """
     import plyfile
@@ -194,13 +196,16 @@ def read_ply(path: str | os.PathLike, *, require_faces: bool = False,
         raise PlyFormatError(f"{path}: corrupt or truncated PLY file ({type(exc).__name__}: {exc})") from None
 
     v = data["vertex"].data
-    vertices = np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float32)
+    double = keep_double and any(v[p].dtype.kind == "f" and v[p].dtype.itemsize == 8 for p in ("x", "y", "z"))
+    vertices = np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float64 if double else np.float32)
     colors = None
     if all(p in vprops for p in ("red", "green", "blue")):
         colors = np.stack([v["red"], v["green"], v["blue"]], axis=1)
         if colors.dtype != np.uint8:
             if colors.dtype.kind == "f" and colors.size and colors.max() <= 1.0:
                 colors = colors * 255.0  # float colours in [0, 1]
+            elif colors.dtype.kind == "u" and colors.size and colors.max() > 255:
+                colors = colors >> 8  # 16-bit colours
             colors = np.clip(np.rint(colors), 0, 255)
         colors = colors.astype(np.uint8)
     alpha = np.asarray(v["alpha"]).astype(np.uint8) if "alpha" in vprops else None
@@ -224,10 +229,11 @@ def read_ply(path: str | os.PathLike, *, require_faces: bool = False,
 def write_ply(path: str | os.PathLike, vertices: np.ndarray, *, colors: Optional[np.ndarray] = None,
               alpha: Optional[np.ndarray] = None, faces: Optional[np.ndarray] = None,
               extra: Optional[Mapping[str, np.ndarray]] = None, text: bool = False,
-              comments: tuple[str, ...] = ()) -> None:
+              comments: tuple[str, ...] = (), double: bool = False) -> None:
     """Write a binary little-endian (or ASCII) PLY atomically in the ScanNet layout.
 
-    vertices float [V, 3] (written float32); colors uint8 [V, 3]; alpha uint8 [V] (255 when colours
+    vertices float [V, 3] (written float32; float64 with ``double``: georeferenced coordinates);
+    colors uint8 [V, 3]; alpha uint8 [V] (255 when colours
     are given without alpha, as ScanNet does); faces int [F, 3] written as a uchar-counted int list
     ``vertex_indices``; extra: further per-vertex properties [V] in their own dtype (e.g. ``label``
     as uint16).
@@ -239,8 +245,9 @@ def write_ply(path: str | os.PathLike, vertices: np.ndarray, *, colors: Optional
     if vertices.ndim != 2 or vertices.shape[1] != 3:
         raise ValueError(f"{path}: vertices must have shape [V, 3], got {vertices.shape}")
     n = vertices.shape[0]
+    coord = "<f8" if double else "<f4"
     fields: list[tuple[str, np.ndarray]] = [
-        ("x", vertices[:, 0].astype("<f4")), ("y", vertices[:, 1].astype("<f4")), ("z", vertices[:, 2].astype("<f4"))]
+        ("x", vertices[:, 0].astype(coord)), ("y", vertices[:, 1].astype(coord)), ("z", vertices[:, 2].astype(coord))]
     if colors is not None:
         colors = np.asarray(colors)
         if colors.shape != (n, 3):
