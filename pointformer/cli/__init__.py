@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "evaluate-model": ("evaluate", "evaluate_model_main", "evaluate a checkpoint on the validation split"),
     "export": ("submission", "export_main", "run a checkpoint on the test split and write a submission zip"),
     "infer": ("infer", "main", "predict instances on one scan (.ply)"),
+    "show": ("show", "main", "GT and prediction side by side in matching colours (PNG, PLY, window)"),
     "demo": ("demo", "main", "end-to-end demo on synthetic ScanNet-format data"),
 }
 

@@ -25,14 +25,19 @@ def color_instances(instance: np.ndarray, *, base_rgb: np.ndarray | None = None,
     instance = np.asarray(instance)
     if instance.ndim != 1:
         raise ValueError(f"instance ids must be a vector [V], got shape {instance.shape}")
-    colors = np.empty((instance.shape[0], 3), dtype=np.uint8)
-    if base_rgb is not None:
-        if base_rgb.shape != colors.shape:
-            raise ValueError(f"base_rgb has shape {base_rgb.shape}, expected {colors.shape}")
-        colors[:] = np.round(base_rgb * dim + NO_INSTANCE_RGB * (1 - dim)).astype(np.uint8)
-    else:
-        colors[:] = NO_INSTANCE_RGB
+    colors = background_colors(instance.shape[0], base_rgb=base_rgb, dim=dim)
     members = instance > 0
     if members.any():
         colors[members] = palette(int(instance.max()))[instance[members] - 1]
     return colors
+
+
+def background_colors(num_points: int, *, base_rgb: np.ndarray | None = None, dim: float = 0.35) -> np.ndarray:
+    """uint8 [V, 3] colours of points no instance claims: grey, or the scan's own colour base_rgb uint8 [V, 3]
+    blended towards grey (``dim`` of the scan colour), so that instance colours stand out."""
+    if base_rgb is None:
+        return np.tile(NO_INSTANCE_RGB, (num_points, 1))
+    base_rgb = np.asarray(base_rgb)
+    if base_rgb.shape != (num_points, 3):
+        raise ValueError(f"base_rgb has shape {base_rgb.shape}, expected {(num_points, 3)}")
+    return np.round(base_rgb * dim + NO_INSTANCE_RGB * (1 - dim)).astype(np.uint8)

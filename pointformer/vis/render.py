@@ -1,8 +1,11 @@
-"""Render a coloured point cloud / mesh to a PNG: Open3D offscreen first, matplotlib as fallback.
+"""Render coloured points / meshes to images: Open3D offscreen first, a software point splatter as fallback.
 
 Open3D's offscreen renderer needs a working EGL/Vulkan stack (Mesa llvmpipe suffices) and can abort
-the whole process when none is there, so it runs in a child process with a timeout; any failure
-falls back to a matplotlib scatter render, which always works. The backend used is returned.
+the whole process when none is there, so it runs in a child process with a timeout; any failure falls
+back to the software renderer (numpy: pinhole projection + z-buffer of square point splats), which
+always works and is what the tests exercise deterministically. Both use the same camera
+(:mod:`pointformer.vis.camera`) and draw colours unlit and unaltered (Open3D's post-processing, which
+tone-maps colours, is off), so a colour in the scene is the same colour in the picture.
 """
 from __future__ import annotations
 
@@ -11,109 +14,194 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
+from pointformer.io.atomic import atomic_write
+from pointformer.vis.camera import Camera, project, room_camera, visible_mask
+
 log = logging.getLogger(__name__)
+
+BACKGROUND_RGB = (255, 255, 255)
+BACKENDS = ("auto", "open3d", "software")
 
 _OPEN3D_SCRIPT = r"""
 import sys, numpy as np, open3d as o3d
-data = np.load(sys.argv[1]); out = sys.argv[2]; w, h = int(sys.argv[3]), int(sys.argv[4])
-xyz, rgb = data["xyz"].astype(np.float64), data["rgb"].astype(np.float64) / 255.0
+data = np.load(sys.argv[1]); out = sys.argv[2]
+w, h, n = int(data["size"][0]), int(data["size"][1]), int(data["count"])
 r = o3d.visualization.rendering.OffscreenRenderer(w, h)
 r.scene.set_background([1.0, 1.0, 1.0, 1.0])
+r.scene.view.set_post_processing(False)  # no tone mapping: colours stay exactly as given
 mat = o3d.visualization.rendering.MaterialRecord()
-mat.shader = "defaultUnlit"; mat.point_size = float(sys.argv[5])
-if "faces" in data.files:
-    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(xyz),
-                                     o3d.utility.Vector3iVector(data["faces"].astype(np.int32)))
-    mesh.vertex_colors = o3d.utility.Vector3dVector(rgb)
-    r.scene.add_geometry("scan", mesh, mat)
-else:
-    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(xyz)); pc.colors = o3d.utility.Vector3dVector(rgb)
-    r.scene.add_geometry("scan", pc, mat)
-lo, hi = xyz.min(0), xyz.max(0); c = (lo + hi) / 2; ext = float(np.linalg.norm(hi - lo))
-eye = c + np.array([-0.55, -0.75, 0.85]) * ext
-r.setup_camera(50.0, c.tolist(), eye.tolist(), [0.0, 0.0, 1.0])
-o3d.io.write_image(out, r.render_to_image())
+mat.shader = "defaultUnlit"; mat.point_size = float(data["point_size"])
+cam = data["camera"]
+images = []
+for i in range(n):
+    xyz, rgb = data[f"xyz{i}"].astype(np.float64), data[f"rgb{i}"].astype(np.float64) / 255.0
+    r.scene.clear_geometry()
+    if f"faces{i}" in data.files:
+        g = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(xyz),
+                                      o3d.utility.Vector3iVector(data[f"faces{i}"].astype(np.int32)))
+        g.vertex_colors = o3d.utility.Vector3dVector(rgb)
+    else:
+        g = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(xyz)); g.colors = o3d.utility.Vector3dVector(rgb)
+    r.scene.add_geometry("scan", g, mat)
+    # after the geometry: the near/far planes are fitted to what is in the scene
+    r.setup_camera(float(cam[9]), cam[3:6].tolist(), cam[0:3].tolist(), cam[6:9].tolist())
+    images.append(np.asarray(r.render_to_image())[:, :, :3])
+np.save(out, np.stack(images))
 """
 
 
-def _render_open3d(path: Path, xyz: np.ndarray, rgb: np.ndarray, faces: Optional[np.ndarray], width: int, height: int,
-                   point_size: float, timeout_s: float) -> bool:
+@dataclass(frozen=True)
+class View:
+    """One thing to draw: xyz float [V, 3], rgb uint8 [V, 3], faces int [F, 3] or None (points)."""
+
+    xyz: np.ndarray
+    rgb: np.ndarray
+    faces: Optional[np.ndarray] = None
+
+
+def subset_faces(faces: Optional[np.ndarray], keep: np.ndarray) -> Optional[np.ndarray]:
+    """Faces int [F, 3] re-indexed to the kept vertices (bool [V]); faces touching a dropped vertex go."""
+    if faces is None:
+        return None
+    new_index = np.cumsum(keep) - 1
+    whole = keep[faces].all(axis=1)
+    return new_index[faces[whole]].astype(np.int32)
+
+
+def splat_points(view: View, camera: Camera, width: int, height: int, point_size: float) -> np.ndarray:
+    """uint8 [height, width, 3]: every point a square of ``point_size`` pixels, the nearest point wins."""
+    image = np.empty((height, width, 3), dtype=np.uint8)
+    image[:] = BACKGROUND_RGB
+    uv, depth = project(camera, view.xyz, width, height)
+    front = depth > 0
+    uv, depth, rgb = uv[front], depth[front], view.rgb[front]
+    half = max(int(round(point_size)), 1)
+    offsets = np.arange(half) - (half - 1) // 2
+    base = np.floor(uv).astype(np.int64)
+    pixel_parts, depth_parts, point_parts = [], [], []
+    for dx in offsets:  # one pass per offset keeps memory at a few arrays of [N]
+        for dy in offsets:
+            x, y = base[:, 0] + dx, base[:, 1] + dy
+            inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+            pixel_parts.append(y[inside] * width + x[inside])
+            depth_parts.append(depth[inside])
+            point_parts.append(np.flatnonzero(inside))
+    pixel, near, point = np.concatenate(pixel_parts), np.concatenate(depth_parts), np.concatenate(point_parts)
+    order = np.lexsort((near, pixel))  # per pixel, nearest first
+    pixel, point = pixel[order], point[order]
+    first = np.ones(len(pixel), dtype=bool)
+    first[1:] = pixel[1:] != pixel[:-1]
+    image.reshape(-1, 3)[pixel[first]] = rgb[point[first]]
+    return image
+
+
+def _render_open3d(views: Sequence[View], camera: Camera, width: int, height: int, point_size: float,
+                   timeout_s: float) -> Optional[list[np.ndarray]]:
     with tempfile.TemporaryDirectory() as tmp:
-        arrays = {"xyz": xyz, "rgb": rgb}
-        if faces is not None:
-            arrays["faces"] = faces
+        arrays = {"size": np.array([width, height]), "count": np.array(len(views)),
+                  "point_size": np.array(point_size),
+                  "camera": np.concatenate([camera.eye, camera.target, camera.up, [camera.fov_deg]])}
+        for i, view in enumerate(views):
+            arrays[f"xyz{i}"], arrays[f"rgb{i}"] = view.xyz, view.rgb
+            if view.faces is not None:
+                arrays[f"faces{i}"] = view.faces
         np.savez(Path(tmp) / "scene.npz", **arrays)
-        target = Path(tmp) / "render.png"
+        target = Path(tmp) / "images.npy"
         try:
-            proc = subprocess.run([sys.executable, "-c", _OPEN3D_SCRIPT, str(Path(tmp) / "scene.npz"), str(target),
-                                   str(width), str(height), str(point_size)],
+            proc = subprocess.run([sys.executable, "-c", _OPEN3D_SCRIPT, str(Path(tmp) / "scene.npz"), str(target)],
                                   capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            log.info("open3d offscreen render timed out after %.0f s; using matplotlib", timeout_s)
-            return False
+            log.info("open3d offscreen render timed out after %.0f s; using the software renderer", timeout_s)
+            return None
         if proc.returncode != 0 or not target.is_file():
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            log.info("open3d offscreen render unavailable (%s); using matplotlib", last[:200])
-            return False
-        os.replace(target, path)
-        return True
+            log.info("open3d offscreen render unavailable (%s); using the software renderer", last[:200])
+            return None
+        images = np.load(target)
+    if images.shape != (len(views), height, width, 3):
+        log.info("open3d returned images of shape %s; using the software renderer", images.shape)
+        return None
+    return list(images.astype(np.uint8))
 
 
-def _render_matplotlib(path: Path, xyz: np.ndarray, rgb: np.ndarray, width: int, height: int, max_points: int) -> None:
+def open3d_importable() -> bool:
+    """Whether open3d imports here (the render itself still runs in a child: it may abort without EGL)."""
+    try:
+        import open3d  # noqa: F401
+    except (ImportError, OSError):  # not installed, or a system library (libusb, libGL) is missing
+        return False
+    return True
+
+
+def render_images(views: Sequence[View], camera: Camera, width: int, height: int, *, backend: str = "auto",
+                  point_size: float = 3.0, timeout_s: float = 120.0) -> tuple[list[np.ndarray], str]:
+    """Images uint8 [height, width, 3] of each view seen by ``camera``, and the backend that drew them.
+
+    backend: "auto" (Open3D, else software), "open3d" (RuntimeError if it fails) or "software".
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"render backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend in ("auto", "open3d"):
+        images = _render_open3d(views, camera, width, height, point_size, timeout_s) if open3d_importable() else None
+        if images is not None:
+            return images, "open3d"
+        if backend == "open3d":
+            raise RuntimeError("open3d offscreen rendering failed (install open3d and an EGL/Vulkan driver, e.g. "
+                               "mesa-vulkan-drivers) or use the software backend")
+    return [splat_points(view, camera, width, height, point_size) for view in views], "software"
+
+
+def subsample(num_points: int, max_points: int, seed: int = 0) -> Optional[np.ndarray]:
+    """Sorted indices of at most ``max_points`` of ``num_points`` (a fixed seed keeps renders stable), or None
+    when all fit. Memory is O(max_points), not O(num_points), so building-sized scans stay cheap."""
+    if num_points <= max_points:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(num_points, max_points, replace=False))
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write an uint8 [H, W, 3] image as PNG, atomically."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    if xyz.shape[0] > max_points:  # a subsample keeps the render fast; fixed seed keeps it stable
-        keep = np.random.default_rng(0).choice(xyz.shape[0], max_points, replace=False)
-        xyz, rgb = xyz[keep], rgb[keep]
-    dpi = 100
-    fig = plt.figure(figsize=(width / dpi, height / dpi), dpi=dpi)
-    ax = fig.add_subplot(projection="3d")
-    ax.scatter(xyz[:, 0], xyz[:, 1], xyz[:, 2], c=rgb / 255.0, s=1.5, linewidths=0, depthshade=False)
-    lo, hi = xyz.min(0), xyz.max(0)
-    ax.set_box_aspect(np.maximum(hi - lo, 1e-3))
-    ax.view_init(elev=35, azim=-125)
-    ax.set_axis_off()
-    fig.tight_layout(pad=0)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    return atomic_write(path, lambda f: plt.imsave(f, image, format="png"))
 
 
 def render_png(path: str | os.PathLike, xyz: np.ndarray, rgb: np.ndarray, *, faces: Optional[np.ndarray] = None,
                width: int = 1024, height: int = 768, backend: str = "auto", point_size: float = 3.0,
-               timeout_s: float = 120.0, max_points: int = 60000) -> str:
-    """Write a PNG view of the scan (xyz float [V, 3], rgb uint8 [V, 3], faces int [F, 3] optional).
-
-    backend: "auto" (Open3D, else matplotlib), "open3d" (no fallback: RuntimeError if it fails) or
-    "matplotlib". Returns the backend that produced the file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+               timeout_s: float = 120.0, max_points: int = 400_000) -> str:
+    """Write a PNG view of the scan (xyz float [V, 3], rgb uint8 [V, 3], faces int [F, 3] optional) seen by
+    :func:`pointformer.vis.camera.room_camera`; returns the backend that drew it (see :func:`render_images`)."""
     xyz = np.asarray(xyz, dtype=np.float32)
     rgb = np.asarray(rgb, dtype=np.uint8)
     if xyz.ndim != 2 or xyz.shape[1] != 3 or rgb.shape != xyz.shape or xyz.shape[0] == 0:
         raise ValueError(
             f"render_png({path}): need xyz [V, 3] and rgb [V, 3] with V > 0, got {xyz.shape} and {rgb.shape}"
         )
-    if backend not in ("auto", "open3d", "matplotlib"):
-        raise ValueError(f"render_png: backend must be auto, open3d or matplotlib, got {backend!r}")
-    if backend in ("auto", "open3d"):
-        try:
-            import open3d  # noqa: F401  (only to know whether to try; the render itself runs in a child)
-            available = True
-        except (ImportError, OSError):  # not installed, or a system library (libusb, libGL) is missing
-            available = False
-        if available and _render_open3d(path, xyz, rgb, faces, width, height, point_size, timeout_s):
-            return "open3d"
-        if backend == "open3d":
-            raise RuntimeError("open3d offscreen rendering failed (install open3d and an EGL/Vulkan driver, e.g. "
-                               "mesa-vulkan-drivers) or use backend='matplotlib'")
-    _render_matplotlib(path, xyz, rgb, width, height, max_points)
-    return "matplotlib"
+    view = prepare_view(xyz, rgb, faces, max_points)
+    camera = room_camera(view.xyz, width, height)
+    (image,), used = render_images([view], camera, width, height, backend=backend, point_size=point_size,
+                                   timeout_s=timeout_s)
+    write_png(path, image)
+    return used
+
+
+def prepare_view(xyz: np.ndarray, rgb: np.ndarray, faces: Optional[np.ndarray], max_points: int,
+                 keep: Optional[np.ndarray] = None) -> View:
+    """The drawn part of a scan: ``keep`` (bool [V], default :func:`visible_mask`), then at most
+    ``max_points`` of it (faces are dropped when points are subsampled: they would reference missing ones)."""
+    keep = visible_mask(xyz) if keep is None else keep
+    xyz, rgb, faces = xyz[keep], rgb[keep], subset_faces(faces, keep)
+    chosen = subsample(len(xyz), max_points)
+    if chosen is not None:
+        xyz, rgb, faces = xyz[chosen], rgb[chosen], None
+    return View(xyz=np.ascontiguousarray(xyz, dtype=np.float32), rgb=np.ascontiguousarray(rgb, dtype=np.uint8),
+                faces=faces)

@@ -31,10 +31,10 @@ def test_instance_ply_round_trip(tmp_path):
     assert (mesh.extra["instance"] == inst).all()
 
 
-def test_matplotlib_render_always_works(tmp_path):
+def test_software_render_always_works(tmp_path):
     xyz, inst = _scene()
-    backend = render_png(tmp_path / "a.png", xyz, color_instances(inst), backend="matplotlib", width=320, height=240)
-    assert backend == "matplotlib"
+    backend = render_png(tmp_path / "a.png", xyz, color_instances(inst), backend="software", width=320, height=240)
+    assert backend == "software"
     data = (tmp_path / "a.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
     with pytest.raises(ValueError, match="backend"):
@@ -44,4 +44,4 @@ def test_matplotlib_render_always_works(tmp_path):
 def test_auto_render_produces_a_png_with_some_backend(tmp_path):
     xyz, inst = _scene(500)
     used = render_png(tmp_path / "auto.png", xyz, color_instances(inst), width=160, height=120, timeout_s=60)
-    assert used in ("open3d", "matplotlib") and (tmp_path / "auto.png").stat().st_size > 500
+    assert used in ("open3d", "software") and (tmp_path / "auto.png").stat().st_size > 500
