@@ -35,7 +35,7 @@ from pointformer.evaluation import EvaluationResult, ScenePrediction, class_set,
 from pointformer.inference.instances import InstancePrediction, PointInstances, point_instances
 from pointformer.inference.postprocess import Postprocessor
 from pointformer.io.checkpoint import CheckpointError, load_checkpoint
-from pointformer.inference.tiling import TileGrid, TileMerger, in_box, voxel_units
+from pointformer.inference.tiling import predict_tiled, voxel_units
 from pointformer.preprocess.cloud_segmentator import cell_superpoints, cloud_normals, segment_cloud
 
 SUPERPOINT_METHODS = ("knn", "cells")
@@ -307,20 +307,10 @@ class Predictor:
         units = voxel_units(xyz.astype(np.float64, copy=False) - origin, self.settings.model.voxel_size,
                             rgb=rgb if "rgb" in data.features else None,
                             normals=normals if "normals" in data.features else None, superpoint=superpoint)
-        xy = units.xyz[:, :2]
-        grid = TileGrid(xy, tile_size, overlap)
-        merger = TileMerger(grid.num_tiles, grid.home(xy), units.count, merge_iou=merge_iou)
-        tiles: Any = grid.tiles()
-        if progress:
-            from tqdm import tqdm
-
-            tiles = tqdm(tiles, total=grid.num_tiles, desc=f"predict {grid.num_tiles} tile(s)", dynamic_ncols=True)
         num_superpoints = 0
-        for tile in tiles:
-            sel = np.flatnonzero(in_box(xy, tile.outer))
-            if sel.size < 2:  # nothing to predict (an empty tile, or a lone point)
-                merger.add(tile.index, sel, np.full(sel.size, -1, np.int32), np.zeros(0), np.zeros(0, np.int64))
-                continue
+
+        def predict_tile(sel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            nonlocal num_superpoints
             txyz = units.xyz[sel].astype(np.float32)
             tnormals = None
             if "normals" in data.features:
@@ -336,9 +326,10 @@ class Predictor:
             trgb = units.rgb[sel] if units.rgb is not None else np.zeros((sel.size, 3), np.float32)
             result = self.predict_scan(txyz, trgb, normals=tnormals, superpoint=tsp, min_points=1,
                                        class_ids=classes.ids, class_names=classes.names)
-            merger.add(tile.index, sel, result.instance.astype(np.int32) - 1, result.scores,
-                       np.asarray(result.class_ids, dtype=np.int64))
-        merged = merger.finish(min_points=min_points)
+            return result.instance.astype(np.int32) - 1, result.scores, np.asarray(result.class_ids, dtype=np.int64)
+
+        merged, grid = predict_tiled(units.xyz[:, :2], units.count, predict_tile, tile_size=tile_size,
+                                     overlap=overlap, merge_iou=merge_iou, min_points=min_points, progress=progress)
         instance_ids = merged.unit_instance[units.point_unit]
         class_of = np.append(merged.class_ids, -1).astype(np.int32)  # index -1 -> the appended -1
         instances = [Instance(id=i, class_id=int(c), class_name=names.get(int(c), str(int(c))), score=float(s),

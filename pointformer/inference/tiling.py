@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
@@ -268,3 +268,33 @@ class TileMerger:
         unit_instance = np.where(assigned, renumber[inst_of_part[np.maximum(self.part, 0)]], -1).astype(np.int32)
         return MergedInstances(unit_instance=unit_instance, class_ids=class_of[ranked],
                                scores=score_sum[ranked] / points[ranked], num_points=points[ranked].astype(np.int64))
+
+
+# A tile's prediction: its units int [m] -> (labels int [m] 0..k-1 or -1, scores float [k], class ids int [k]).
+TilePredictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def predict_tiled(xy: np.ndarray, count: np.ndarray, predict_tile: TilePredictor, *, tile_size: Optional[float],
+                  overlap: float, merge_iou: float = 0.5, min_points: int = 1,
+                  progress: bool = False) -> tuple[MergedInstances, TileGrid]:
+    """Predict M units tile by tile and merge the instances (module doc, steps 2-3).
+
+    xy float [M, 2] unit positions; count int [M] points per unit; predict_tile: called once per tile with at
+    least 2 units (row-major order). Returns the merged instances over the units and the grid used.
+    """
+    grid = TileGrid(xy, tile_size, overlap)
+    merger = TileMerger(grid.num_tiles, grid.home(xy), count, merge_iou=merge_iou)
+    tiles: Any = grid.tiles()
+    if progress:
+        from tqdm import tqdm
+
+        tiles = tqdm(tiles, total=grid.num_tiles, desc=f"predict {grid.num_tiles} tile(s)", dynamic_ncols=True)
+    for tile in tiles:
+        units = np.flatnonzero(in_box(xy, tile.outer))
+        if units.size < 2:  # nothing to predict (an empty tile, or a lone point)
+            merger.add(tile.index, units, np.full(units.size, -1, np.int32), np.zeros(0), np.zeros(0, np.int64))
+            continue
+        labels, scores, class_ids = predict_tile(units)
+        merger.add(tile.index, units, np.asarray(labels, dtype=np.int32), np.asarray(scores, dtype=np.float64),
+                   np.asarray(class_ids, dtype=np.int64))
+    return merger.finish(min_points=min_points), grid

@@ -1,0 +1,138 @@
+"""``pointformer infer`` on scans of growing size: wall time and peak memory against the number of points.
+
+A colour-free synthetic "building" (a grid of 6 m x 6 m rooms: floor, four walls, three boxes each;
+points sampled uniformly on the surfaces at ~1 cm spacing, 3 mm noise, no colour) is written as a binary
+PLY for each size; then ``python -m pointformer infer SCAN --checkpoint CKPT --out OUT`` runs in a child
+process whose peak RSS (``ru_maxrss`` from ``os.wait4``) and wall time are recorded. The checkpoint is an
+untrained tiny model reading only normals (``data.features=[normals]``; built here, seeded), so every run
+also estimates normals (kNN PCA) and kNN superpoints per tile: the costs of a real colour-free scan.
+Predictions of an untrained model are meaningless; only time and memory are measured.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/infer_scale.py --sizes 1e6 5e6 10e6 20e6 --out /tmp/infer_scale
+
+Prints one JSON line per size: points, units (voxels), tiles, seconds, peak_rss_gb, tile_size, overlap.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOM = 6.0          # metres (square)
+HEIGHT = 2.5
+DENSITY = 10_000.0  # points per square metre of surface (~1 cm spacing)
+
+
+def _box_surface(rng: np.random.Generator, n: int, low: np.ndarray, high: np.ndarray, *,
+                 top: bool = True) -> np.ndarray:
+    """n points uniformly on the four sides and (``top``) the top of the box [low, high]."""
+    size = high - low
+    areas = np.array([size[0] * size[1] * top, size[0] * size[2], size[0] * size[2], size[1] * size[2],
+                      size[1] * size[2]])
+    face = rng.choice(5, size=n, p=areas / areas.sum())
+    uvw = rng.random((n, 3))
+    pts = low + uvw * size
+    pts[face == 0, 2] = high[2]
+    pts[face == 1, 1] = low[1]
+    pts[face == 2, 1] = high[1]
+    pts[face == 3, 0] = low[0]
+    pts[face == 4, 0] = high[0]
+    return pts
+
+
+def building_scan(num_points: int, *, seed: int = 0) -> np.ndarray:
+    """float64 [num_points, 3]: rooms on a grid (module doc), z up, metres; as many rooms as the density needs."""
+    rng = np.random.default_rng(seed)
+    per_room_area = ROOM * ROOM + 4 * ROOM * HEIGHT + 3 * 2.5  # floor, walls, ~3 boxes
+    rooms = max(1, int(round(num_points / (DENSITY * per_room_area))))
+    cols = int(math.ceil(math.sqrt(rooms)))
+    counts = np.full(rooms, num_points // rooms)
+    counts[: num_points - counts.sum()] += 1
+    parts = []
+    for r, n in enumerate(counts):
+        origin = np.array([(r % cols) * ROOM, (r // cols) * ROOM, 0.0])
+        n_floor = int(n * ROOM * ROOM / per_room_area)
+        n_walls = int(n * 4 * ROOM * HEIGHT / per_room_area)
+        n_boxes = n - n_floor - n_walls
+        floor = np.c_[rng.random((n_floor, 2)) * ROOM, np.zeros(n_floor)]
+        walls = _box_surface(rng, n_walls, np.zeros(3), np.array([ROOM, ROOM, HEIGHT]), top=False)
+        boxes = []
+        for b, m in enumerate(np.array_split(np.arange(n_boxes), 3)):
+            low = np.array([0.8 + 1.7 * b, 0.8 + rng.random() * 3.0, 0.0])
+            boxes.append(_box_surface(rng, m.size, low, low + np.array([0.9, 0.7, 0.5 + 0.4 * rng.random()])))
+        room = np.concatenate([floor, walls, *boxes]) + origin
+        parts.append(room + rng.normal(scale=0.003, size=room.shape))
+    xyz = np.concatenate(parts)
+    return xyz[rng.permutation(xyz.shape[0])]
+
+
+def tiny_normals_checkpoint(path: Path) -> Path:
+    """An untrained tiny model (seeded) that reads only normals, as a checkpoint file."""
+    import torch
+
+    from pointformer.build import build_model
+    from pointformer.config import RunSettings, compose_config
+    from pointformer.config.compose import plain_config, to_yaml
+    from pointformer.io.checkpoint import write_checkpoint
+
+    torch.manual_seed(0)
+    cfg = compose_config(["experiment=demo_cpu", "data.root=/nonexistent", "data.features=[normals]",
+                          "data.in_channels=3", "data.color_mean=[0.5,0.5,0.5]", "data.color_std=[0.25,0.25,0.25]"])
+    model = build_model(RunSettings.from_config(cfg))
+    return write_checkpoint(path, {"model": model.state_dict(), "step": 0, "epoch": 0,
+                                   "config": to_yaml(plain_config(cfg))})
+
+
+def run_infer(scan: Path, checkpoint: Path, out: Path, tile: float, overlap: float) -> dict:
+    """Wall seconds and peak RSS of one ``pointformer infer`` child process."""
+    cmd = [sys.executable, "-m", "pointformer", "infer", str(scan), "--checkpoint", str(checkpoint), "--out", str(out),
+           "--tile", str(tile), "--overlap", str(overlap), "--no-progress"]
+    start = time.perf_counter()
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ})
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - start
+    text = child.stdout.read().decode(errors="replace") if child.stdout else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"infer failed on {scan}:\n{text[-3000:]}")
+    return {"seconds": round(seconds, 1), "peak_rss_gb": round(usage.ru_maxrss / 1024 ** 2, 3), "log": text}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=float, nargs="+", default=[1e6, 5e6, 10e6, 20e6])
+    parser.add_argument("--tile", type=float, default=12.0)
+    parser.add_argument("--overlap", type=float, default=2.0)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/infer_scale"))
+    parser.add_argument("--keep", action="store_true", help="keep the scans and outputs")
+    args = parser.parse_args(argv)
+    from pointformer.io.ply import write_ply
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    checkpoint = tiny_normals_checkpoint(args.out / "tiny_normals.pt")
+    for size in args.sizes:
+        n = int(size)
+        scan = args.out / f"building_{n}.ply"
+        write_ply(scan, building_scan(n).astype(np.float32))
+        result = run_infer(scan, checkpoint, args.out / f"out_{n}", args.tile, args.overlap)
+        meta = json.loads((args.out / f"out_{n}" / f"{scan.stem}.instances.json").read_text())
+        tiles = meta["tiles"]["count"] if meta["tiles"] else 1
+        print(json.dumps({"bench": "infer_scale", "points": n, "tiles": tiles, "superpoints": meta["superpoints"],
+                          "seconds": result["seconds"], "peak_rss_gb": result["peak_rss_gb"],
+                          "us_per_point": round(1e6 * result["seconds"] / n, 2), "tile_size": args.tile,
+                          "overlap": args.overlap, "instances": len(meta["instances"])}), flush=True)
+        if not args.keep:
+            scan.unlink()
+            for f in (args.out / f"out_{n}").iterdir():
+                f.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
