@@ -68,7 +68,7 @@ def visible_mask(xyz: np.ndarray) -> np.ndarray:
 
 def room_camera(xyz: np.ndarray, width: int, height: int) -> Camera:
     """The camera of the module docstring for points xyz float [N, 3] (those drawn) and a picture of
-    width x height pixels, at a distance where the whole bounding box fits in the picture."""
+    width x height pixels, at a distance where all the points fit in the picture."""
     xyz = np.asarray(xyz, dtype=np.float64)
     lo, hi = xyz.min(0), xyz.max(0)
     centre = (lo + hi) / 2
@@ -83,8 +83,10 @@ def room_camera(xyz: np.ndarray, width: int, height: int) -> Camera:
         side = np.array([0.0, -1.0, 0.0]) if extent[0] >= extent[1] else np.array([1.0, 0.0, 0.0])
         direction = np.cos(elevation) * side + np.array([0.0, 0.0, np.sin(elevation)])
         up = np.array([0.0, 0.0, 1.0])
-    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-    # start at a distance from the bounding sphere, then tighten to the corners' actual projection
+    # fit what is drawn (a fixed sample of the points), not the bounding box's empty corners
+    step = max(len(xyz) // 4000, 1)
+    corners = xyz[::step]
+    # start at a distance from the bounding sphere, then tighten to the points' actual projection
     distance = float(np.linalg.norm(extent)) / 2 / np.tan(np.radians(FOV_DEG) / 2) * 1.05 + 1e-3
     for _ in range(8):
         camera = Camera(eye=centre + direction * distance, target=centre, up=up, fov_deg=FOV_DEG)

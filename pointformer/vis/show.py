@@ -174,10 +174,20 @@ def colour_scene(scene: ShowScene) -> ShowColours:
 
 
 @dataclass(frozen=True)
+class ShowLayout:
+    """Where things are in the PNG, in pixels: size (width, height); boxes (left, top, right, bottom)."""
+
+    size: tuple[int, int]
+    panels: list[tuple[int, int, int, int]]
+    legend: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
 class ShowResult:
-    """What :func:`render_show` wrote and how: the PNG, the PLYs, the backend and the colouring."""
+    """What :func:`render_show` wrote and how: the PNG and its layout, the PLYs, the backend, the colouring."""
 
     png: Path
+    layout: ShowLayout
     plys: list[Path]
     backend: str
     colours: ShowColours
@@ -195,7 +205,7 @@ def _point_size(view: View, camera, width: int, height: int) -> float:
 
 
 def _compose(path: Path, images: list[np.ndarray], colours: ShowColours, marker_uv: list[tuple[int, float, float, str]],
-             title: str) -> None:
+             title: str) -> "ShowLayout":
     """Panels side by side at 1:1 pixel scale, titles above, the legend below; written atomically."""
     import matplotlib
 
@@ -205,13 +215,20 @@ def _compose(path: Path, images: list[np.ndarray], colours: ShowColours, marker_
 
     height, width = images[0].shape[:2]
     entries = colours.legend[:MAX_LEGEND_ENTRIES]
-    columns = 2 * len(images)
-    rows = max(math.ceil((len(entries) + 2) / columns), 1)
-    title_px, legend_px, dpi = 56, 24 + rows * 19, 100
-    fig_w, fig_h = width * len(images), title_px + height + legend_px
+    fig_w = width * len(images)
+    # a legend column as wide as its longest text (8 pt is ~6 px a character) plus the swatch
+    column_px = 6 * max([len(e.text) for e in entries] + [10]) + 44
+    columns = max(1, min(fig_w // column_px, len(entries) + 1))
+    rows = max(math.ceil((len(entries) + 1) / columns), 1)
+    note = "hatched: false positive (prediction) / missed (ground truth); match: point IoU >= 0.5"
+    title_px, legend_px, dpi = 56, 30 + rows * 19, 100
+    fig_h = title_px + height + legend_px
     fig = plt.figure(figsize=(fig_w / dpi, fig_h / dpi), dpi=dpi, facecolor="white")
     if title:
         fig.text(0.5, 1 - 6 / fig_h, title, ha="center", va="top", fontsize=10, color="#444444")
+    if colours.match is not None:
+        fig.text(0.5, 4 / fig_h, note, ha="center", va="bottom", color="#444444",
+                 fontsize=min(8.0, 1.2 * fig_w / len(note) / 0.83))
     for i, (image, panel_title) in enumerate(zip(images, colours.titles)):
         ax = fig.add_axes((i * width / fig_w, legend_px / fig_h, width / fig_w, height / fig_h))
         ax.imshow(image, interpolation="nearest")
@@ -219,7 +236,7 @@ def _compose(path: Path, images: list[np.ndarray], colours: ShowColours, marker_
         ax.set_ylim(height - 0.5, -0.5)
         ax.set_axis_off()
         fig.text((i + 0.5) * width / fig_w, (legend_px + height + 6) / fig_h, panel_title, ha="center",
-                 va="bottom", fontsize=12, weight="bold")
+                 va="bottom", fontsize=min(12.0, 0.95 * width / len(panel_title) / 0.83), weight="bold")
         for panel, u, v, text in marker_uv:
             if panel == i:
                 ax.plot([u], [v], marker="o", markersize=11, markerfacecolor="none", markeredgecolor="#d00000",
@@ -227,20 +244,20 @@ def _compose(path: Path, images: list[np.ndarray], colours: ShowColours, marker_
                 ax.text(u + 9, v - 9, text, fontsize=8, color="#d00000", weight="bold",
                         bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
     if len(images) > 1:
-        fig.add_artist(plt.Line2D([0.5, 0.5], [legend_px / fig_h, 1 - title_px / fig_h / 3], color="#999999",
+        fig.add_artist(plt.Line2D([0.5, 0.5], [legend_px / fig_h, (legend_px + height + 30) / fig_h], color="#999999",
                                   linewidth=1))
     handles = [Patch(facecolor=np.array(e.rgb) / 255.0, edgecolor=HATCH_RGB / 255.0 if e.hatched else "none",
                      hatch="////" if e.hatched else None, label=e.text) for e in entries]
     if len(colours.legend) > len(entries):
         handles.append(Patch(facecolor="white", edgecolor="none",
                              label=f"... {len(colours.legend) - len(entries)} more"))
-    if colours.match is not None:
-        handles.append(Patch(facecolor="white", edgecolor=HATCH_RGB / 255.0, hatch="////",
-                             label="hatched: FP (prediction) / missed (GT); match = IoU >= 0.5"))
     fig.legend(handles=handles, loc="lower center", ncol=columns, fontsize=8, frameon=False,
-               bbox_to_anchor=(0.5, 0.0), handlelength=1.6, columnspacing=1.2)
+               bbox_to_anchor=(0.5, 16 / fig_h), handlelength=1.6, columnspacing=1.2)
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi, facecolor="white"))
     plt.close(fig)
+    return ShowLayout(size=(fig_w, fig_h),
+                      panels=[(i * width, title_px, (i + 1) * width, title_px + height) for i in range(len(images))],
+                      legend=(0, title_px + height, fig_w, fig_h))
 
 
 def _marker_positions(scene: ShowScene, colours: ShowColours, camera, width: int, height: int,
@@ -297,9 +314,10 @@ def render_show(scene: ShowScene, png: str | os.PathLike, *, pred_ply: Optional[
     images, used = render_images(views, camera, width, height, backend=backend, point_size=point_size,
                                  timeout_s=timeout_s)
     png = Path(png)
-    _compose(png, images, colours, _marker_positions(scene, colours, camera, width, height, keep), scene.name)
+    layout = _compose(png, images, colours, _marker_positions(scene, colours, camera, width, height, keep),
+                      scene.name)
     plys = write_show_plys(scene, colours, Path(pred_ply), Path(gt_ply) if gt_ply else None) if pred_ply else []
-    return ShowResult(png=png, plys=plys, backend=used, colours=colours)
+    return ShowResult(png=png, layout=layout, plys=plys, backend=used, colours=colours)
 
 
 def show_window(scene: ShowScene, colours: ShowColours, *, title: str = "pointformer show") -> None:
