@@ -93,7 +93,8 @@ def infer_file(predictor: Predictor, scan: Union[str, Path], out: Union[str, Pat
     prediction = predictor.predict(
         cloud.xyz, cloud.rgb, normals=mesh_normals(cloud), superpoint=mesh_superpoints(cloud),
         tile_size=options.tile_size, overlap=options.overlap, superpoints=options.superpoints, cell=options.cell,
-        min_points=options.min_points, merge_iou=options.merge_iou, progress=options.progress, source=str(scan))
+        min_points=options.min_points, merge_iou=options.merge_iou, progress=options.progress, source=str(scan),
+        superpoint_name="mesh segmentator")
     colors = color_instances(prediction.instance_ids + 1, base_rgb=cloud.rgb)
     classes = class_set(predictor.settings.data.dataset)
     meta = {"source": str(scan), "checkpoint": str(predictor.checkpoint), "dataset": predictor.settings.data.dataset,

@@ -274,7 +274,8 @@ class Predictor:
     def predict(self, xyz: np.ndarray, rgb: Optional[np.ndarray] = None, *, normals: Optional[np.ndarray] = None,
                 superpoint: Optional[np.ndarray] = None, tile_size: Optional[float] = 12.0, overlap: float = 2.0,
                 superpoints: str = "knn", cell: float = 0.1, min_points: int = 50, merge_iou: float = 0.5,
-                progress: bool = False, source: str = "the scan") -> ScanInstances:
+                progress: bool = False, source: str = "the scan",
+                superpoint_name: str = "given") -> ScanInstances:
         """Instances of a scan of any size (a room or a building), tile by tile (:mod:`~pointformer.inference.tiling`).
 
         Args:
@@ -286,7 +287,7 @@ class Predictor:
                 "knn" (the kNN-graph segmentator) or "cells" (``cell``-metre cubes).
             tile_size, overlap: square tiles in metres (x-y) and their overlap; None: one pass.
             min_points: instances with fewer points are dropped; merge_iou: the band IoU that joins tile instances.
-            source: the scan's name for messages.
+            source: the scan's name for messages; superpoint_name: what made ``superpoint`` (for the description).
         Returns: per-point instance and class ids (-1 = none) and the instances, by descending score.
         Raises MissingFeatureError, or ValueError for arrays of the wrong shape.
         """
@@ -335,7 +336,7 @@ class Predictor:
         instances = [Instance(id=i, class_id=int(c), class_name=names.get(int(c), str(int(c))), score=float(s),
                               num_points=int(k))
                      for i, (c, s, k) in enumerate(zip(merged.class_ids, merged.scores, merged.num_points))]
-        method = ("given" if superpoint is not None else
+        method = (superpoint_name if superpoint is not None else
                   "kNN segmentator" if superpoints == "knn" else f"{cell} m cells")
         return ScanInstances(instance_ids=instance_ids, class_ids=class_of[instance_ids], instances=instances,
                              features=tuple(data.features), tiles=grid.describe(),

@@ -204,6 +204,8 @@ class TileMerger:
         if self.done[tile]:
             raise ValueError(f"tile {tile} was added twice")
         k = int(scores.shape[0])
+        if labels.size and (labels.min() < -1 or labels.max() >= k):
+            raise ValueError(f"tile {tile}: labels must lie in -1..{k - 1}")
         home = self.home[units]
         band = self.done[home] if home.size else np.zeros(0, dtype=bool)  # final units of earlier tiles
         part_of_label = np.arange(len(self.parent), len(self.parent) + k, dtype=np.int32)
@@ -214,8 +216,8 @@ class TileMerger:
         if band.any() and k:
             self._match(labels[band], self.part[units[band]], self.points[units[band]], part_of_label)
         core = home == tile
-        core_labels = labels[core]
-        self.part[units[core]] = np.where(core_labels >= 0, part_of_label[np.maximum(core_labels, 0)], -1)
+        lookup = np.append(part_of_label, np.int32(-1))  # label -1 (no instance) -> the appended -1
+        self.part[units[core]] = lookup[labels[core]]
         self.done[tile] = True
 
     def _match(self, tile_label: np.ndarray, earlier_part: np.ndarray, weight: np.ndarray,

@@ -51,15 +51,16 @@ def test_infer_on_a_bare_point_cloud(trained, tmp_path, capsys):
     scene = make_toy_scene("scene_custom", seed=5, num_points=1500, num_objects=3)
     scan = tmp_path / "my_scan.ply"
     write_ply(scan, scene.xyz, colors=scene.rgb)
-    assert infer_main([str(scan), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o"), "--min-points", "1"]) == 0
+    assert infer_main([str(scan), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o"), "--min-points", "1",
+                       "--superpoints", "cells", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "0.1 m cells" in out
-    ids = np.loadtxt(tmp_path / "o" / "my_scan_instances.txt", dtype=np.int64)
-    meta = json.loads((tmp_path / "o" / "my_scan_instances.json").read_text())
+    ids = np.loadtxt(tmp_path / "o" / "my_scan.instance_ids.txt", dtype=np.int64)
+    meta = json.loads((tmp_path / "o" / "my_scan.instances.json").read_text())
     assert ids.shape == (scene.num_points,)
-    assert ids.max() == len(meta["instances"])
+    assert ids.max() == len(meta["instances"]) - 1
     assert all(inst["num_points"] == int((ids == inst["id"]).sum()) for inst in meta["instances"])
-    assert (tmp_path / "o" / "my_scan_instances.ply").is_file()
+    assert (tmp_path / "o" / "my_scan.ply").is_file()
     assert infer_main([str(tmp_path / "missing.ply"), "--checkpoint", str(ckpt)]) == 2
     assert "missing.ply" in capsys.readouterr().err
 
