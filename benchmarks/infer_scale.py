@@ -10,7 +10,9 @@ Predictions of an untrained model are meaningless; only time and memory are meas
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/infer_scale.py --sizes 1e6 5e6 10e6 20e6 --out /tmp/infer_scale
 
-Prints one JSON line per size: points, units (voxels), tiles, seconds, peak_rss_gb, tile_size, overlap.
+Prints one JSON line per size: points, tiles, superpoints (and voxel units), seconds (the whole child process,
+including Python start-up), stages (read / predict / write, as ``infer`` reports them), peak_rss_gb,
+us_per_point, tile_size, overlap.
 """
 from __future__ import annotations
 
@@ -123,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         result = run_infer(scan, checkpoint, args.out / f"out_{n}", args.tile, args.overlap)
         meta = json.loads((args.out / f"out_{n}" / f"{scan.stem}.instances.json").read_text())
         tiles = meta["tiles"]["count"] if meta["tiles"] else 1
+        stages = next(line for line in result["log"].splitlines() if line.startswith("seconds: "))
+        stages = {k: float(v) for k, v in (part.split() for part in stages[len("seconds: "):].split(", "))}
         print(json.dumps({"bench": "infer_scale", "points": n, "tiles": tiles, "superpoints": meta["superpoints"],
-                          "seconds": result["seconds"], "peak_rss_gb": result["peak_rss_gb"],
+                          "seconds": result["seconds"], "stages": stages, "peak_rss_gb": result["peak_rss_gb"],
                           "us_per_point": round(1e6 * result["seconds"] / n, 2), "tile_size": args.tile,
                           "overlap": args.overlap, "instances": len(meta["instances"])}), flush=True)
         if not args.keep:

@@ -74,6 +74,7 @@ def main(argv: Sequence[str]) -> int:
     tiles = prediction.tiles
     print(f"{scan_path}: {result.cloud.num_points} points, {len(prediction.instances)} instances "
           f"({prediction.superpoints}; {'one pass' if tiles is None else str(tiles['count']) + ' tiles'})")
+    print("seconds: " + ", ".join(f"{stage} {s:.1f}" for stage, s in result.seconds.items()))
     for inst in prediction.instances[:20]:
         print(f"  {inst.id:3d}  {inst.class_name:<16s} score {inst.score:.3f}  {inst.num_points} points")
     print(f"wrote {files.json}\n      {files.instance_npy} / .txt (instance id per point, -1 = none)\n"

@@ -9,7 +9,8 @@ the checkpoint's input features). The scan should be z-up and in metres, like th
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -51,12 +52,14 @@ class InferOptions:
 
 @dataclass
 class InferResult:
-    """A predicted scan file: the cloud as read, the instances, the files written and the point colours uint8 [N, 3]."""
+    """A predicted scan file: the cloud as read, the instances, the files written, the point colours uint8 [N, 3]
+    and the wall seconds of each stage (read, predict, write)."""
 
     cloud: Cloud
     prediction: ScanInstances
     files: InstanceFiles
     colors: np.ndarray
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def mesh_superpoints(cloud: Cloud) -> Optional[np.ndarray]:
@@ -88,13 +91,16 @@ def infer_file(predictor: Predictor, scan: Union[str, Path], out: Union[str, Pat
     from pointformer.vis.colors import color_instances
 
     scan = Path(scan)
+    start = time.perf_counter()
     cloud = read_cloud(scan, columns=options.columns)
+    read = time.perf_counter()
     predictor.check_features(cloud.available_features(), str(scan))  # before the (slow) segmentator
     prediction = predictor.predict(
         cloud.xyz, cloud.rgb, normals=mesh_normals(cloud), superpoint=mesh_superpoints(cloud),
         tile_size=options.tile_size, overlap=options.overlap, superpoints=options.superpoints, cell=options.cell,
         min_points=options.min_points, merge_iou=options.merge_iou, progress=options.progress, source=str(scan),
         superpoint_name="mesh segmentator")
+    predicted = time.perf_counter()
     colors = color_instances(prediction.instance_ids + 1, base_rgb=cloud.rgb)
     classes = class_set(predictor.settings.data.dataset)
     meta = {"source": str(scan), "checkpoint": str(predictor.checkpoint), "dataset": predictor.settings.data.dataset,
@@ -105,4 +111,5 @@ def infer_file(predictor: Predictor, scan: Union[str, Path], out: Union[str, Pat
         class_ids=prediction.class_ids, meta=meta, instances=[vars(inst) for inst in prediction.instances],
         classes=dict(zip(classes.ids, classes.names)), faces=cloud.faces, double=cloud.double,
         las_source=scan if scan.suffix.lower() in LAS_SUFFIXES else None)
-    return InferResult(cloud=cloud, prediction=prediction, files=files, colors=colors)
+    seconds = {"read": read - start, "predict": predicted - read, "write": time.perf_counter() - predicted}
+    return InferResult(cloud=cloud, prediction=prediction, files=files, colors=colors, seconds=seconds)
