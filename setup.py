@@ -27,6 +27,7 @@ setup(
         "pycocotools>=2.0.6",
         "matplotlib>=3.7",
         "numba>=0.58",  # the mesh segmentator's union-find loop (see docs/data.md)
+        "laspy[lazrs]>=2.4",  # LAS/LAZ scans for `pointformer infer` (lazrs: LAZ without a separate tool)
     ],
     extras_require={
         "vis": ["open3d-cpu>=0.18; platform_system=='Linux' and platform_machine=='x86_64'"],
