@@ -5,7 +5,8 @@
 3. train the tiny model with the Influencer Loss (experiment ``demo_cpu``)
 4. evaluate the best checkpoint on the held-out validation rooms: mAP / mAP50 / mAP25 + per class
 5. export a submission for the synthetic test split and validate it against the raw test meshes
-6. write coloured PLYs of predicted and ground-truth instances of a validation room, and a PNG
+6. ``pointformer show`` of a validation room: ground truth and prediction side by side in matching
+   colours (one PNG, plus coloured PLYs of both)
 
 Everything lands in one folder (default ``./demo_output``), named at the end. Re-running reuses
 the generated and preprocessed data (both are deterministic and resumable) and retrains.
@@ -15,9 +16,12 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pointformer.vis.show import ShowScene
 
 _MARKER = ".pointformer-demo"
 
@@ -32,6 +36,27 @@ def _done(start: float, timings: dict[str, float], name: str) -> None:
     print(f"   ({timings[name]:.1f} s)", flush=True)
 
 
+def _show_scene(val_set: Any, shown: Any, raw: Path) -> "ShowScene":
+    """The ``show`` input of one validation room: its points (and mesh faces from the raw release), the
+    predicted instances, and the GT instances of the model's classes."""
+    from pointformer.inference import point_instances
+    from pointformer.io.ply import PlyFormatError, read_ply
+    from pointformer.vis.show import ShowScene
+    from pointformer.vis.sources import ground_truth_from_gt_ids, restrict_classes
+
+    scene = val_set.load(val_set.scene_ids.index(shown.scene_id))
+    instances = point_instances(shown.prediction)
+    names = dict(zip(val_set.thing_class_ids, (val_set.class_names[c] for c in val_set.thing_classes)))
+    gt = restrict_classes(ground_truth_from_gt_ids(shown.gt_ids, shown.scene_id), set(val_set.thing_class_ids))
+    try:  # the mesh makes a nicer picture; points are fine without it
+        faces = read_ply(raw / "scans" / shown.scene_id / f"{shown.scene_id}_vh_clean_2.ply").faces
+    except (PlyFormatError, OSError):
+        faces = None
+    return ShowScene(xyz=scene.xyz, rgb=scene.rgb, faces=faces, pred_ids=instances.instance.astype(np.int64) - 1,
+                     pred_classes=instances.class_ids, pred_scores=instances.scores, class_names=names,
+                     gt_ids=gt.ids, gt_classes=gt.classes, name=f"{shown.scene_id} (validation)")
+
+
 def run_demo(out: Path, *, scenes: int = 24, test_scenes: int = 3, vertices: int = 8000, seed: int = 0,
              epochs: Optional[int] = None, workers: int = 2, overrides: Sequence[str] = (), progress: bool = True,
              render: bool = True) -> dict[str, Any]:
@@ -39,11 +64,11 @@ def run_demo(out: Path, *, scenes: int = 24, test_scenes: int = 3, vertices: int
     from pointformer.config import compose_config
     from pointformer.engine.run import run_training
     from pointformer.export import validate_submission, write_submission
-    from pointformer.inference import Predictor, point_instances
+    from pointformer.inference import Predictor
     from pointformer.io.atomic import atomic_write_json
     from pointformer.preprocess.scannet import preprocess_scannet
     from pointformer.synthetic.scannet import generate_scannet
-    from pointformer.vis import color_instances, render_png, write_instance_ply
+    from pointformer.vis.show import colour_scene, render_show, write_show_plys
 
     out.mkdir(parents=True, exist_ok=True)
     (out / _MARKER).write_text("folder written by `pointformer demo`; safe to delete\n")
@@ -96,31 +121,23 @@ def run_demo(out: Path, *, scenes: int = 24, test_scenes: int = 3, vertices: int
     print(report.summary())
     _done(t, timings, "export")
 
-    t = _step("6/6 coloured PLY (and PNG) of predicted instances")
+    t = _step("6/6 ground truth and prediction side by side (`pointformer show`): coloured PLYs and a PNG")
     shown = results[0]
     scene_id = shown.scene_id
-    scene = val_set.load(0)
-    instance = point_instances(shown.prediction).instance
     vis_dir = out / "visualisation"
-    write_instance_ply(vis_dir / f"{scene_id}_pred.ply", scene.xyz, instance, base_rgb=scene.rgb)
-    gt_ids = shown.gt_ids
-    evaluated = np.isin(gt_ids // 1000, val_set.thing_class_ids)  # GT of the model's classes only
-    gt_instance = np.unique(np.where(evaluated, gt_ids, 0), return_inverse=True)[1].reshape(-1)
-    write_instance_ply(vis_dir / f"{scene_id}_gt.ply", scene.xyz, gt_instance.astype(np.int32), base_rgb=scene.rgb)
-    pngs = {}
+    show_scene = _show_scene(val_set, shown, raw)
+    png = vis_dir / f"{scene_id}_show.png"
+    pred_ply, gt_ply = vis_dir / f"{scene_id}_pred.ply", vis_dir / f"{scene_id}_gt.ply"
+    png_backend = None
     if render:
-        faces = None
-        try:
-            from pointformer.io.ply import read_ply
-
-            faces = read_ply(raw / "scans" / scene_id / f"{scene_id}_vh_clean_2.ply").faces
-        except (ValueError, OSError):
-            faces = None  # points are fine for a picture
-        for name, ids in (("pred", instance), ("gt", gt_instance)):
-            pngs[name] = render_png(vis_dir / f"{scene_id}_{name}.png", scene.xyz,
-                                    color_instances(ids, base_rgb=scene.rgb), faces=faces, width=960, height=720)
-            print(f"   {vis_dir / f'{scene_id}_{name}.png'} ({pngs[name]})")
-    print(f"   {vis_dir / f'{scene_id}_pred.ply'}\n   {vis_dir / f'{scene_id}_gt.ply'}")
+        shown_result = render_show(show_scene, png, pred_ply=pred_ply, gt_ply=gt_ply)
+        png_backend, colours = shown_result.backend, shown_result.colours
+        print(f"   {png} ({png_backend})")
+    else:
+        colours = colour_scene(show_scene)
+        write_show_plys(show_scene, colours, pred_ply, gt_ply)
+    print("   " + "\n   ".join(colours.titles))
+    print(f"   {pred_ply}\n   {gt_ply}")
     _done(t, timings, "visualise")
 
     summary_out = {
@@ -128,7 +145,7 @@ def run_demo(out: Path, *, scenes: int = 24, test_scenes: int = 3, vertices: int
         "val_map25": evaluation.map25, "val_scenes": len(results),
         "train_steps": result.step, "best_checkpoint": str(best), "checkpoint_step": predictor.step,
         "submission": str(zip_path), "submission_valid": report.ok, "visualisation": str(vis_dir),
-        "png_backend": pngs.get("pred"), "seconds": timings,
+        "png": str(png) if render else None, "png_backend": png_backend, "seconds": timings,
     }
     atomic_write_json(out / "summary.json", summary_out)
     return summary_out

@@ -83,6 +83,12 @@ def _instances_from_labels(labels: np.ndarray, none_value: int) -> tuple[np.ndar
     return ids, values
 
 
+def ground_truth_from_gt_ids(gt_ids: np.ndarray, source: str) -> GroundTruth:
+    """GT from ScanNet evaluation ids int [N] (``label_id * 1000 + instance``, 0 = unannotated)."""
+    ids, values = _instances_from_labels(np.asarray(gt_ids, dtype=np.int64), 0)
+    return GroundTruth(ids=ids, classes=values // 1000, source=source)
+
+
 def scene_ground_truth(scene: Scene, manifest: Optional[Manifest], where: str) -> GroundTruth:
     """GT of a preprocessed scene: its ``instance`` ids, classes from ``gt_ids`` (label*1000+inst) or the
     manifest's class ids of ``semantic`` (else the semantic index)."""
@@ -143,8 +149,7 @@ def load_ground_truth(path: str | os.PathLike, num_points: int, *,
         labels = read_gt_ids(path)
         if labels.shape[0] != num_points:
             raise ValueError(f"{path}: {labels.shape[0]} GT lines but the scene has {num_points} points")
-        ids, values = _instances_from_labels(labels, 0)
-        gt = GroundTruth(ids=ids, classes=values // 1000, source=str(path))
+        gt = ground_truth_from_gt_ids(labels, str(path))
     elif suffix == ".npy":
         labels = _load_npy_ids(path, num_points, "GT instance ids")
         ids, values = _instances_from_labels(np.where(labels < 0, -1, labels), -1)
