@@ -49,11 +49,16 @@ class InstanceMatch:
         return int((self.gt_to_pred < 0).sum())
 
 
-def overlap_counts(pred_ids: np.ndarray, gt_ids: np.ndarray, num_pred: int, num_gt: int) -> np.ndarray:
-    """int64 [P, G] points shared by prediction p and GT instance g (ids int [N], -1 = none)."""
+def overlap_pairs(pred_ids: np.ndarray, gt_ids: np.ndarray, num_gt: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (prediction, GT instance) pairs that share points, and how many: three int64 [M] arrays.
+
+    Sparse, so a building with thousands of instances on each side costs O(N log N), not O(P * G).
+    ids int [N], -1 = none.
+    """
     both = (pred_ids >= 0) & (gt_ids >= 0)
-    pair = pred_ids[both].astype(np.int64) * num_gt + gt_ids[both].astype(np.int64)
-    return np.bincount(pair, minlength=num_pred * num_gt).reshape(num_pred, num_gt)
+    pair = pred_ids[both].astype(np.int64) * max(num_gt, 1) + gt_ids[both].astype(np.int64)
+    keys, counts = np.unique(pair, return_counts=True)
+    return keys // max(num_gt, 1), keys % max(num_gt, 1), counts.astype(np.int64)
 
 
 def match_instances(pred_ids: np.ndarray, gt_ids: np.ndarray, *, pred_classes: Optional[np.ndarray] = None,
@@ -76,13 +81,18 @@ def match_instances(pred_ids: np.ndarray, gt_ids: np.ndarray, *, pred_classes: O
         raise ValueError("match_instances: an id is >= num_pred / num_gt")
     if (pred_classes is None) != (gt_classes is None):
         raise ValueError("match_instances: give pred_classes and gt_classes together")
-    inter = overlap_counts(pred_ids, gt_ids, num_pred, num_gt)
+    pair_pred, pair_gt, inter = overlap_pairs(pred_ids, gt_ids, num_gt)
     pred_size = np.bincount(pred_ids[pred_ids >= 0], minlength=num_pred)
     gt_size = np.bincount(gt_ids[gt_ids >= 0], minlength=num_gt)
-    union = pred_size[:, None] + gt_size[None, :] - inter
-    iou = np.divide(inter, union, out=np.zeros(inter.shape, dtype=np.float64), where=union > 0)
-    best = iou.argmax(axis=1) if num_gt else np.zeros(num_pred, dtype=np.int64)
-    best_iou = iou[np.arange(num_pred), best] if num_gt else np.zeros(num_pred)
+    pair_iou = inter / (pred_size[pair_pred] + gt_size[pair_gt] - inter)
+    # per prediction, its best GT: highest IoU, then the lower GT index
+    order = np.lexsort((pair_gt, -pair_iou, pair_pred))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = pair_pred[order][1:] != pair_pred[order][:-1]
+    best_iou = np.zeros(num_pred)
+    best = np.full(num_pred, -1, dtype=np.int64)
+    best_iou[pair_pred[order][first]] = pair_iou[order][first]
+    best[pair_pred[order][first]] = pair_gt[order][first]
     pred_to_gt = np.where(best_iou >= threshold, best, -1).astype(np.int64)
     gt_to_pred = np.full(num_gt, -1, dtype=np.int64)
     scores = np.zeros(num_pred) if pred_scores is None else np.asarray(pred_scores, dtype=np.float64)

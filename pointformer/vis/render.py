@@ -75,30 +75,42 @@ def subset_faces(faces: Optional[np.ndarray], keep: np.ndarray) -> Optional[np.n
 
 
 def splat_points(view: View, camera: Camera, width: int, height: int, point_size: float) -> np.ndarray:
-    """uint8 [height, width, 3]: every point a square of ``point_size`` pixels, the nearest point wins."""
-    image = np.empty((height, width, 3), dtype=np.uint8)
-    image[:] = BACKGROUND_RGB
+    """uint8 [height, width, 3]: every point a square of ``point_size`` pixels, the nearest point wins.
+
+    Memory stays O(points + pixels) for any splat size: points sharing a pixel are first reduced to the
+    nearest (it covers every pixel the others would), after which one offset of the square maps the
+    survivors to distinct pixels, so a plain z-buffer update per offset is exact.
+    """
     uv, depth = project(camera, view.xyz, width, height)
-    front = depth > 0
-    uv, depth, rgb = uv[front], depth[front], view.rgb[front]
     half = max(int(round(point_size)), 1)
     offsets = np.arange(half) - (half - 1) // 2
     base = np.floor(uv).astype(np.int64)
-    pixel_parts, depth_parts, point_parts = [], [], []
-    for dx in offsets:  # one pass per offset keeps memory at a few arrays of [N]
+    # points whose square can touch the picture, in front of the camera
+    reach = ((depth > 0) & (base[:, 0] + offsets[-1] >= 0) & (base[:, 0] + offsets[0] < width)
+             & (base[:, 1] + offsets[-1] >= 0) & (base[:, 1] + offsets[0] < height))
+    point = np.flatnonzero(reach)
+    base, depth = base[reach], depth[reach]
+    key = (base[:, 1] + half) * (width + 2 * half) + (base[:, 0] + half)  # unique per base pixel, margin included
+    order = np.lexsort((depth, key))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = key[order][1:] != key[order][:-1]
+    keep = order[first]
+    point, base, depth = point[keep], base[keep], depth[keep]
+    z_buffer = np.full(height * width, np.inf)
+    owner = np.full(height * width, -1, dtype=np.int64)
+    for dx in offsets:
         for dy in offsets:
             x, y = base[:, 0] + dx, base[:, 1] + dy
             inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
-            pixel_parts.append(y[inside] * width + x[inside])
-            depth_parts.append(depth[inside])
-            point_parts.append(np.flatnonzero(inside))
-    pixel, near, point = np.concatenate(pixel_parts), np.concatenate(depth_parts), np.concatenate(point_parts)
-    order = np.lexsort((near, pixel))  # per pixel, nearest first
-    pixel, point = pixel[order], point[order]
-    first = np.ones(len(pixel), dtype=bool)
-    first[1:] = pixel[1:] != pixel[:-1]
-    image.reshape(-1, 3)[pixel[first]] = rgb[point[first]]
-    return image
+            pixel = y[inside] * width + x[inside]
+            nearer = depth[inside] < z_buffer[pixel]
+            z_buffer[pixel[nearer]] = depth[inside][nearer]
+            owner[pixel[nearer]] = point[inside][nearer]
+    image = np.empty((height * width, 3), dtype=np.uint8)
+    image[:] = BACKGROUND_RGB
+    drawn = owner >= 0
+    image[drawn] = view.rgb[owner[drawn]]
+    return image.reshape(height, width, 3)
 
 
 def _render_open3d(views: Sequence[View], camera: Camera, width: int, height: int, point_size: float,

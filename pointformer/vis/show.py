@@ -99,21 +99,33 @@ class ShowColours:
     markers: list[tuple[str, int, str]] = field(default_factory=list)  # (panel, instance, text)
 
 
-def stripes(xyz: np.ndarray) -> np.ndarray:
-    """bool [M]: alternate bands across an instance's points xyz float [M, 3] (about 6 bands across it)."""
-    if len(xyz) == 0:
-        return np.zeros(0, dtype=bool)
-    coordinate = xyz.sum(axis=1)
-    width = max(float(coordinate.max() - coordinate.min()) / 12.0, 1e-3)
-    return (np.floor((coordinate - coordinate.min()) / width) % 2).astype(bool)
+def stripe_mask(xyz: np.ndarray, ids: np.ndarray, hatched: np.ndarray) -> np.ndarray:
+    """bool [N]: the dark bands of hatched instances — about 6 bands across each instance (along x+y+z).
+
+    xyz float [N, 3]; ids int [N] (-1 = none); hatched bool [K] per instance. O(N log N) for any K.
+    """
+    ids = np.asarray(ids)
+    marked = np.zeros(len(ids), dtype=bool)
+    candidates = np.flatnonzero(ids >= 0)
+    candidates = candidates[hatched[ids[candidates]]]
+    if candidates.size == 0:
+        return marked
+    coordinate = xyz[candidates].sum(axis=1)
+    owner = ids[candidates]
+    num = len(hatched)
+    low = np.full(num, np.inf)
+    high = np.full(num, -np.inf)
+    np.minimum.at(low, owner, coordinate)
+    np.maximum.at(high, owner, coordinate)
+    width = np.maximum((high - low) / 12.0, 1e-3)
+    marked[candidates] = (np.floor((coordinate - low[owner]) / width[owner]) % 2).astype(bool)
+    return marked
 
 
 def _paint(rgb: np.ndarray, xyz: np.ndarray, ids: np.ndarray, colors: np.ndarray, hatched: np.ndarray) -> None:
     members = ids >= 0
     rgb[members] = colors[ids[members]]
-    for k in np.flatnonzero(hatched):
-        points = np.flatnonzero(ids == k)
-        rgb[points[stripes(xyz[points])]] = HATCH_RGB
+    rgb[stripe_mask(xyz, ids, hatched)] = HATCH_RGB
 
 
 def colour_scene(scene: ShowScene) -> ShowColours:
@@ -262,14 +274,22 @@ def _compose(path: Path, images: list[np.ndarray], colours: ShowColours, marker_
 
 def _marker_positions(scene: ShowScene, colours: ShowColours, camera, width: int, height: int,
                       keep: np.ndarray) -> list[tuple[int, float, float, str]]:
-    positions = []
+    """(panel, u, v, text) of each marker: the projected centroid of the instance's drawn points."""
     panel_index = {"gt": 0, "pred": 1} if scene.gt_ids is not None else {"pred": 0}
+    centroids = {}
+    for panel in {m[0] for m in colours.markers}:
+        ids = np.asarray(scene.gt_ids if panel == "gt" else scene.pred_ids)
+        drawn = keep & (ids >= 0)
+        count = np.bincount(ids[drawn], minlength=1).astype(np.float64)
+        sums = np.stack([np.bincount(ids[drawn], weights=scene.xyz[drawn, axis], minlength=len(count))
+                         for axis in range(3)], axis=1)
+        centroids[panel] = (sums, count)
+    positions = []
     for panel, k, text in colours.markers:
-        ids = scene.gt_ids if panel == "gt" else scene.pred_ids
-        members = (ids == k) & keep
-        if not members.any():
+        sums, count = centroids[panel]
+        if k >= len(count) or count[k] == 0:
             continue
-        uv, depth = project(camera, scene.xyz[members].mean(0, keepdims=True), width, height)
+        uv, depth = project(camera, (sums[k] / count[k])[None], width, height)
         u, v = uv[0]
         if depth[0] > 0 and 0 <= u < width and 0 <= v < height:
             positions.append((panel_index[panel], float(u), float(v), text))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pointformer.vis.matching import MATCH_IOU, match_instances, overlap_counts
+from pointformer.vis.matching import MATCH_IOU, match_instances, overlap_pairs
 
 
 def _ids(*runs):
@@ -57,11 +57,29 @@ def test_empty_sides_and_instances_without_points():
 
 
 def test_overlap_counts_and_input_checks():
-    counts = overlap_counts(np.array([0, 0, 1, -1]), np.array([1, 0, 1, 1]), 2, 2)
-    assert counts.tolist() == [[1, 1], [0, 1]]
+    pred, gt, counts = overlap_pairs(np.array([0, 0, 1, -1, 1]), np.array([1, 0, 1, 1, 1]), 2)
+    assert list(zip(pred.tolist(), gt.tolist(), counts.tolist())) == [(0, 0, 1), (0, 1, 1), (1, 1, 2)]
     with pytest.raises(ValueError, match="pred_ids"):
         match_instances(np.zeros(3, int), np.zeros(4, int))
     with pytest.raises(ValueError, match="together"):
         match_instances(np.zeros(3, int), np.zeros(3, int), pred_classes=np.array([1]))
     with pytest.raises(ValueError, match=">= num_pred"):
         match_instances(np.array([0, 2]), np.array([0, 0]), num_pred=2)
+
+
+def test_sparse_matching_agrees_with_a_dense_iou_table():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        gt = rng.integers(-1, 6, 400)
+        pred = np.where(rng.random(400) < 0.8, gt, rng.integers(-1, 8, 400))  # noisy copies + extras
+        m = match_instances(pred, gt, num_pred=8, num_gt=6)
+        iou = np.array([[((pred == p) & (gt == g)).sum() / max(((pred == p) | (gt == g)).sum(), 1)
+                         for g in range(6)] for p in range(8)])
+        assert np.allclose(m.pred_iou, iou.max(axis=1))
+        for p in range(8):
+            g = m.pred_to_gt[p]
+            if g >= 0:
+                assert iou[p, g] == iou[p].max() >= 0.5 and m.gt_to_pred[g] == p
+            else:
+                assert iou[p].max() < 0.5 or m.gt_to_pred[iou[p].argmax()] != p
+        assert all(m.pred_to_gt[m.gt_to_pred[g]] == g for g in range(6) if m.gt_to_pred[g] >= 0)
