@@ -192,12 +192,13 @@ def render_png(path: str | os.PathLike, xyz: np.ndarray, rgb: np.ndarray, *, fac
                timeout_s: float = 120.0, max_points: int = 400_000) -> str:
     """Write a PNG view of the scan (xyz float [V, 3], rgb uint8 [V, 3], faces int [F, 3] optional) seen by
     :func:`pointformer.vis.camera.room_camera`; returns the backend that drew it (see :func:`render_images`)."""
-    xyz = np.asarray(xyz, dtype=np.float32)
+    xyz = np.asarray(xyz, dtype=np.float64)
     rgb = np.asarray(rgb, dtype=np.uint8)
     if xyz.ndim != 2 or xyz.shape[1] != 3 or rgb.shape != xyz.shape or xyz.shape[0] == 0:
         raise ValueError(
             f"render_png({path}): need xyz [V, 3] and rgb [V, 3] with V > 0, got {xyz.shape} and {rgb.shape}"
         )
+    xyz = (xyz - xyz.min(axis=0)).astype(np.float32)  # float32 near the origin keeps georeferenced scans exact
     view = prepare_view(xyz, rgb, faces, max_points)
     camera = room_camera(view.xyz, width, height)
     (image,), used = render_images([view], camera, width, height, backend=backend, point_size=point_size,

@@ -49,6 +49,13 @@ class ShowScene:
     gt_ids: Optional[np.ndarray] = None
     gt_classes: Optional[np.ndarray] = None
     name: str = ""
+    double: bool = False  # write float64 coordinates into the PLYs (georeferenced scans)
+
+    def local_xyz(self) -> np.ndarray:
+        """float32 [N, 3] coordinates relative to the scan's minimum corner: float32 keeps millimetres there,
+        while georeferenced coordinates (e.g. UTM, ~10^6 m) would round to decimetres."""
+        xyz = np.asarray(self.xyz, dtype=np.float64)
+        return (xyz - xyz.min(axis=0)).astype(np.float32)
 
     def check(self) -> "ShowScene":
         """Raise ValueError naming the scene and the inconsistent array."""
@@ -272,7 +279,7 @@ def _compose(path: Path, images: list[np.ndarray], colours: ShowColours, marker_
                       legend=(0, title_px + height, fig_w, fig_h))
 
 
-def _marker_positions(scene: ShowScene, colours: ShowColours, camera, width: int, height: int,
+def _marker_positions(scene: ShowScene, xyz: np.ndarray, colours: ShowColours, camera, width: int, height: int,
                       keep: np.ndarray) -> list[tuple[int, float, float, str]]:
     """(panel, u, v, text) of each marker: the projected centroid of the instance's drawn points."""
     panel_index = {"gt": 0, "pred": 1} if scene.gt_ids is not None else {"pred": 0}
@@ -281,7 +288,7 @@ def _marker_positions(scene: ShowScene, colours: ShowColours, camera, width: int
         ids = np.asarray(scene.gt_ids if panel == "gt" else scene.pred_ids)
         drawn = keep & (ids >= 0)
         count = np.bincount(ids[drawn], minlength=1).astype(np.float64)
-        sums = np.stack([np.bincount(ids[drawn], weights=scene.xyz[drawn, axis], minlength=len(count))
+        sums = np.stack([np.bincount(ids[drawn], weights=xyz[drawn, axis], minlength=len(count))
                          for axis in range(3)], axis=1)
         centroids[panel] = (sums, count)
     positions = []
@@ -307,11 +314,11 @@ def write_show_plys(scene: ShowScene, colours: ShowColours, pred_ply: Path,
         members = pred_ids >= 0
         matched[members] = colours.match.pred_to_gt[pred_ids[members]]
     write_ply(pred_ply, scene.xyz, colors=colours.pred_rgb, faces=scene.faces,
-              extra={"instance": pred_ids, "matched_gt": matched})
+              extra={"instance": pred_ids, "matched_gt": matched}, double=scene.double)
     written.append(Path(pred_ply))
     if gt_ply is not None and colours.gt_rgb is not None:
         write_ply(gt_ply, scene.xyz, colors=colours.gt_rgb, faces=scene.faces,
-                  extra={"instance": np.asarray(scene.gt_ids, dtype=np.int32)})
+                  extra={"instance": np.asarray(scene.gt_ids, dtype=np.int32)}, double=scene.double)
         written.append(Path(gt_ply))
     return written
 
@@ -325,7 +332,7 @@ def render_show(scene: ShowScene, png: str | os.PathLike, *, pred_ply: Optional[
     above the ceiling cut are not drawn and at most ``max_points`` are (a fixed-seed subsample).
     """
     colours = colour_scene(scene)
-    xyz = np.asarray(scene.xyz, dtype=np.float32)
+    xyz = scene.local_xyz()
     keep = visible_mask(xyz)
     panels = [colours.gt_rgb, colours.pred_rgb] if colours.gt_rgb is not None else [colours.pred_rgb]
     views = [prepare_view(xyz, rgb, scene.faces, max_points, keep=keep) for rgb in panels]
@@ -334,7 +341,7 @@ def render_show(scene: ShowScene, png: str | os.PathLike, *, pred_ply: Optional[
     images, used = render_images(views, camera, width, height, backend=backend, point_size=point_size,
                                  timeout_s=timeout_s)
     png = Path(png)
-    layout = _compose(png, images, colours, _marker_positions(scene, colours, camera, width, height, keep),
+    layout = _compose(png, images, colours, _marker_positions(scene, xyz, colours, camera, width, height, keep),
                       scene.name)
     plys = write_show_plys(scene, colours, Path(pred_ply), Path(gt_ply) if gt_ply else None) if pred_ply else []
     return ShowResult(png=png, layout=layout, plys=plys, backend=used, colours=colours)
@@ -344,7 +351,7 @@ def show_window(scene: ShowScene, colours: ShowColours, *, title: str = "pointfo
     """An Open3D window (needs a display) with the GT panel left of the prediction, 10% of the width apart."""
     from pointformer.vis.viewer import show_instances
 
-    xyz = np.asarray(scene.xyz, dtype=np.float64)
+    xyz = scene.local_xyz()
     keep = visible_mask(xyz)
     xyz, pred_rgb = xyz[keep], colours.pred_rgb[keep]
     if colours.gt_rgb is None:

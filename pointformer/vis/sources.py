@@ -49,6 +49,7 @@ class ScenePoints:
     name: str
     scene: Optional[Scene] = None
     path: Optional[Path] = None
+    double: bool = False  # the file stores float64 (or LAS scaled integer) coordinates
 
 
 def is_preprocessed_scene(path: Path) -> bool:
@@ -71,7 +72,8 @@ def load_scene_points(path: str | os.PathLike) -> ScenePoints:
         scene = load_scene(path)
         return ScenePoints(xyz=scene.xyz, rgb=scene.rgb, faces=None, name=scene.scene_id, scene=scene, path=path)
     cloud = read_cloud(path)
-    return ScenePoints(xyz=cloud.xyz, rgb=cloud.rgb, faces=cloud.faces, name=path.stem, path=path)
+    return ScenePoints(xyz=cloud.xyz, rgb=cloud.rgb, faces=cloud.faces, name=path.stem, path=path,
+                       double=cloud.double)
 
 
 def _instances_from_labels(labels: np.ndarray, none_value: int) -> tuple[np.ndarray, np.ndarray]:
@@ -204,4 +206,4 @@ def build_show_scene(points: ScenePoints, predictions: InstancePredictions, gt: 
                      pred_classes=np.array([inst.class_id for inst in shown], dtype=np.int64),
                      pred_scores=np.array([inst.score for inst in shown], dtype=np.float64), class_names=names,
                      gt_ids=None if gt is None else gt.ids, gt_classes=None if gt is None else gt.classes,
-                     name=points.name)
+                     name=points.name, double=points.double)

@@ -108,3 +108,18 @@ def test_inconsistent_inputs_are_named():
                     pred_scores=scene.pred_scores[:1], class_names={}, name="kitchen")
     with pytest.raises(ValueError, match="prediction ids reach 1"):
         colour_scene(bad)
+
+
+def test_georeferenced_coordinates_render_like_local_ones(tmp_path):
+    """UTM-sized coordinates (float64, ~10^6 m) must not round to decimetres in the float32 renderers."""
+    local = synthetic_room()
+    far = synthetic_room()
+    far.xyz = local.xyz.astype(np.float64) + [500_000.0, 4_000_000.0, 120.0]
+    far.double = True
+    a = render_show(local, tmp_path / "local.png", width=240, height=180, backend="software")
+    b = render_show(far, tmp_path / "far.png", pred_ply=tmp_path / "far.ply", width=240, height=180,
+                    backend="software")
+    assert (_png(a.png) == _png(b.png)).all()
+    from pointformer.io.clouds import read_cloud
+
+    assert np.abs(read_cloud(tmp_path / "far.ply").xyz - far.xyz).max() < 1e-6  # float64 in the PLY
