@@ -37,15 +37,18 @@ def _scannet_gt(scene):
     return gt
 
 
-def test_show_command_on_a_scan_with_infer_outputs_and_scannet_gt(tmp_path, capsys):
+def test_show_command_on_a_scan_with_infer_outputs_and_scannet_gt(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     scene = show_scenes.synthetic_room(ceiling=False)
     write_ply(tmp_path / "room.ply", scene.xyz, colors=scene.rgb)
     _infer_outputs(tmp_path / "out", "room", scene)
     write_gt_file(tmp_path / "room_gt.txt", _scannet_gt(scene))
     rc = cli_main(["show", str(tmp_path / "room.ply"), "--pred", str(tmp_path / "out"), "--gt",
-                   str(tmp_path / "room_gt.txt"), "--backend", "software", "--size", "320x240"])
+                   str(tmp_path / "room_gt.txt"), "--backend", "software", "--size", "320x240", "--window"])
     text = capsys.readouterr().out
     assert rc == 0, text
+    assert "no display" in text  # --window without a display: the PNG instead, said so
     assert "ground truth: 2 objects, 1 missed (FN)" in text and "prediction: 2 instances, TP 1, FP 1" in text
     png = tmp_path / "out" / "room.show.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
