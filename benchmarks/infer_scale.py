@@ -10,6 +10,13 @@ Predictions of an untrained model are meaningless; only time and memory are meas
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/infer_scale.py --sizes 1e6 5e6 10e6 20e6 --out /tmp/infer_scale
 
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/infer_scale.py --agreement CKPT --rooms RAW/scans --tile 8
+
+``--agreement``: with a trained checkpoint, the synthetic rooms (meshes) under ``--rooms`` become one bare
+cloud of 4 rooms on a 2 x 2 grid (1 m apart, no faces; colour only if the model reads it), predicted in one
+pass, in tiles, and room by room; prints the share of one-pass (and per-room) instances that the tiled
+prediction finds with IoU >= 0.9 (the issue's criterion) and >= 0.5.
+
 Prints one JSON line per size: points, tiles, superpoints (and voxel units), seconds (the whole child process,
 including Python start-up), stages (read / predict / write, as ``infer`` reports them), peak_rss_gb,
 us_per_point, tile_size, overlap.
@@ -106,6 +113,61 @@ def run_infer(scan: Path, checkpoint: Path, out: Path, tile: float, overlap: flo
     return {"seconds": round(seconds, 1), "peak_rss_gb": round(usage.ru_maxrss / 1024 ** 2, 3), "log": text}
 
 
+def _agreement(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Best IoU in ``other`` of every instance of ``reference`` (both int [N], -1 = none)."""
+    ious = []
+    for k in range(int(reference.max()) + 1):
+        a = reference == k
+        if not a.any():
+            continue
+        hit = other[a][other[a] >= 0]
+        if hit.size == 0:
+            ious.append(0.0)
+            continue
+        b = other == np.bincount(hit).argmax()
+        ious.append(float((a & b).sum() / (a | b).sum()))
+    return np.array(ious)
+
+
+def tiling_agreement(checkpoint: Path, rooms: Path, tile: float, overlap: float, count: int = 4) -> dict:
+    """Tiled vs one-pass vs room-by-room instances of a trained model on a 2 x 2 grid of rooms (module doc)."""
+    from pointformer.inference import Predictor
+    from pointformer.io.clouds import read_cloud
+
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+    wants_rgb = "rgb" in predictor.settings.data.features
+    clouds = [read_cloud(p) for p in sorted(rooms.glob("*/*_vh_clean_2.ply"))[-count:]]
+    parts, colours, room_of = [], [], []
+    for i, cloud in enumerate(clouds):
+        xyz = cloud.xyz - cloud.xyz.min(axis=0)
+        xyz[:, :2] += [(i % 2) * 8.0, (i // 2) * 8.0]  # rooms are < 7 m: 1 m or more apart
+        parts.append(xyz)
+        colours.append(cloud.rgb)
+        room_of.append(np.full(len(xyz), i))
+    xyz, room_of = np.concatenate(parts), np.concatenate(room_of)
+    rgb = np.concatenate(colours) if wants_rgb else None
+    kwargs = {"min_points": 50}
+    one = predictor.predict(xyz, rgb, tile_size=None, **kwargs).instance_ids
+    tiled_result = predictor.predict(xyz, rgb, tile_size=tile, overlap=overlap, **kwargs)
+    tiled = tiled_result.instance_ids
+    per_room = np.full(len(xyz), -1, np.int32)
+    offset = 0
+    for i in range(len(clouds)):
+        sel = room_of == i
+        ids = predictor.predict(xyz[sel], None if rgb is None else rgb[sel], tile_size=None, **kwargs).instance_ids
+        per_room[sel] = np.where(ids >= 0, ids + offset, -1)
+        offset += int(ids.max()) + 1
+    vs_one, vs_room = _agreement(one, tiled), _agreement(per_room, tiled)
+    return {"bench": "infer_tiling_agreement", "checkpoint": str(checkpoint), "rooms": len(clouds),
+            "points": int(len(xyz)), "tile_size": tile, "overlap": overlap, "tiles": tiled_result.tiles["count"],
+            "instances_one_pass": int(one.max()) + 1, "instances_per_room": offset,
+            "instances_tiled": len(tiled_result.instances),
+            "one_pass_iou90": round(float((vs_one >= 0.9).mean()), 3),
+            "one_pass_iou50": round(float((vs_one >= 0.5).mean()), 3),
+            "per_room_iou90": round(float((vs_room >= 0.9).mean()), 3),
+            "per_room_iou50": round(float((vs_room >= 0.5).mean()), 3)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e6, 5e6, 10e6, 20e6])
@@ -113,7 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlap", type=float, default=2.0)
     parser.add_argument("--out", type=Path, default=Path("/tmp/infer_scale"))
     parser.add_argument("--keep", action="store_true", help="keep the scans and outputs")
+    parser.add_argument("--agreement", type=Path, default=None, metavar="CKPT",
+                        help="instead: tiled vs one-pass agreement of this trained checkpoint on --rooms")
+    parser.add_argument("--rooms", type=Path, default=None, help="folder of synthetic rooms (RAW/scans)")
     args = parser.parse_args(argv)
+    if args.agreement is not None:
+        if args.rooms is None:
+            parser.error("--agreement needs --rooms")
+        print(json.dumps(tiling_agreement(args.agreement, args.rooms, args.tile, args.overlap)), flush=True)
+        return 0
     from pointformer.io.ply import write_ply
 
     args.out.mkdir(parents=True, exist_ok=True)
