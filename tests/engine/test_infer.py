@@ -77,7 +77,8 @@ def test_infer_ply_cloud_writes_the_contract(checkpoints, scene, tmp_path):
         assert len(np.unique(ply.colors[ids == k], axis=0)) == 1
 
 
-def test_infer_las_keeps_the_file_and_adds_dimensions(checkpoints, scene, tmp_path):
+@pytest.mark.parametrize("suffix", [".las", ".laz"])
+def test_infer_las_keeps_the_file_and_adds_dimensions(checkpoints, scene, tmp_path, suffix):
     import laspy
 
     header = laspy.LasHeader(point_format=2, version="1.2")
@@ -87,14 +88,14 @@ def test_infer_las_keeps_the_file_and_adds_dimensions(checkpoints, scene, tmp_pa
     xyz = scene.xyz.astype(np.float64) + GEO
     las.x, las.y, las.z = xyz.T
     las.red, las.green, las.blue = (scene.rgb.astype(np.uint16) * 257).T
-    scan = tmp_path / "site.las"
+    scan = tmp_path / f"site{suffix}"
     las.write(str(scan))
     assert infer_main([str(scan), "--checkpoint", str(checkpoints["rgb"]), "--out", str(tmp_path / "o"),
                        "--min-points", "1", "--tile", "2.5", "--overlap", "0.5", "--no-progress"]) == 0
     meta, ids, ply = _check_contract(tmp_path / "o", "site", scene.num_points, checkpoints["rgb"])
     assert meta["format"] == "las" and meta["tiles"]["count"] > 1
     original = laspy.read(str(scan))
-    copy = laspy.read(str(tmp_path / "o" / "site.las"))
+    copy = laspy.read(str(tmp_path / "o" / f"site{suffix}"))
     assert list(copy.header.scales) == list(original.header.scales)
     assert list(copy.header.offsets) == list(original.header.offsets)
     np.testing.assert_array_equal(copy.X, original.X)  # the stored integers: nothing re-quantised
