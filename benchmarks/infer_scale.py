@@ -17,6 +17,9 @@ cloud of 4 rooms on a 2 x 2 grid (1 m apart, no faces; colour only if the model 
 pass, in tiles, and room by room; prints the share of one-pass (and per-room) instances that the tiled
 prediction finds with IoU >= 0.9 (the issue's criterion) and >= 0.5.
 
+``--normals N``: the normals estimation alone (kNN PCA, ``cloud_normals``, as a colour-free model's tiles
+run it) on one synthetic room of N points: seconds and the angle to the true normal (floor +z, walls inwards).
+
 Prints one JSON line per size: points, tiles, superpoints (and voxel units), seconds (the whole child process,
 including Python start-up), stages (read / predict / write, as ``infer`` reports them), peak_rss_gb,
 us_per_point, tile_size, overlap.
@@ -168,6 +171,43 @@ def tiling_agreement(checkpoint: Path, rooms: Path, tile: float, overlap: float,
             "per_room_iou50": round(float((vs_room >= 0.5).mean()), 3)}
 
 
+def _room_truth(xyz: np.ndarray) -> np.ndarray:
+    """float [M, 3] true normals of floor and wall points of the first room (zeros: not checked)."""
+    truth = np.zeros_like(xyz)
+    truth[xyz[:, 2] < 0.01, 2] = 1.0
+    margin = 0.05  # wall points away from the room's corners; above the boxes
+    for axis, side, sign in ((0, 0.0, 1.0), (0, ROOM, -1.0), (1, 0.0, 1.0), (1, ROOM, -1.0)):
+        other = xyz[:, 1 - axis]
+        near = (np.abs(xyz[:, axis] - side) < 0.01) & (xyz[:, 2] > 1.2) & (other > margin) & (other < ROOM - margin)
+        truth[near, axis] = sign
+    return truth
+
+
+def normals_check(num_points: int, voxel: float = 0.04) -> list[dict]:
+    """Time and accuracy of the kNN-PCA normals on one room (module doc): on the raw points, and on the
+    ``voxel``-metre units that ``Predictor.predict`` estimates them on."""
+    from pointformer.inference.tiling import voxel_units
+    from pointformer.preprocess.cloud_segmentator import cloud_normals
+
+    xyz = building_scan(num_points, seed=2)
+    xyz = xyz[(xyz[:, 0] < ROOM) & (xyz[:, 1] < ROOM)]  # the first room
+    out = []
+    for name, points in (("points", xyz), ("voxel units", voxel_units(xyz - xyz.min(axis=0), voxel).xyz
+                                            + xyz.min(axis=0))):
+        truth = _room_truth(points)
+        known = np.linalg.norm(truth, axis=1) > 0
+        start = time.perf_counter()
+        normals = cloud_normals(points.astype(np.float32))
+        seconds = time.perf_counter() - start
+        angle = np.degrees(np.arccos(np.clip((normals[known] * truth[known]).sum(axis=1), -1, 1)))
+        out.append({"bench": "infer_normals", "on": name, "points": int(len(points)), "seconds": round(seconds, 2),
+                    "us_per_point": round(1e6 * seconds / len(points), 2), "checked": int(known.sum()),
+                    "median_angle_deg": round(float(np.median(angle)), 2),
+                    "within_10deg": round(float((angle < 10).mean()), 4),
+                    "flipped": round(float((angle > 90).mean()), 4)})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e6, 5e6, 10e6, 20e6])
@@ -178,7 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agreement", type=Path, default=None, metavar="CKPT",
                         help="instead: tiled vs one-pass agreement of this trained checkpoint on --rooms")
     parser.add_argument("--rooms", type=Path, default=None, help="folder of synthetic rooms (RAW/scans)")
+    parser.add_argument("--normals", type=float, default=None, metavar="N",
+                        help="instead: time and accuracy of the normals estimation on a room of N points")
     args = parser.parse_args(argv)
+    if args.normals is not None:
+        for record in normals_check(int(args.normals)):
+            print(json.dumps(record), flush=True)
+        return 0
     if args.agreement is not None:
         if args.rooms is None:
             parser.error("--agreement needs --rooms")
