@@ -8,7 +8,8 @@ child process so its peak RSS is its own. Prints one JSON line per (points, back
   colour_s   matching + colours + legend (``colour_scene``)
   total_s    ``render_show``: colours, subsample, camera, render, compose, PNG (no PLY)
   peak_rss_gb  the child's max RSS (scene arrays included)
-  render_child_rss_gb  max RSS of the Open3D render process it starts (0 for the software renderer)
+The Open3D render runs in a grandchild process (it can abort without EGL); its own RSS is not in
+peak_rss_gb (Linux charges it the forked pages of its parent before exec, so no honest figure is printed).
 
     python benchmarks/show.py                          # 0.1M, 1M, 4M points; software and open3d
     python benchmarks/show.py --points 100000 --backends software
@@ -86,7 +87,6 @@ def one(num_points: int, backend: str, keep: str | None = None) -> dict:
     return {"bench": "show", "points": num_points, "backend": result.backend, "requested": backend,
             "colour_s": round(colour_s, 2), "total_s": round(total_s, 2),
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-            "render_child_rss_gb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20, 2),
             "titles": result.colours.titles}
 
 

@@ -62,7 +62,7 @@ def test_show_png_software_has_two_panels_a_legend_and_matched_colours(tmp_path)
 
 def test_show_png_with_the_automatic_backend(tmp_path):
     """Open3D offscreen where EGL/Vulkan works, the software renderer elsewhere: the same picture either way."""
-    result = render_show(synthetic_room(), tmp_path / "auto.png", width=320, height=240, timeout_s=90)
+    result = render_show(synthetic_room(), tmp_path / "auto.png", width=320, height=240, timeout_s=45)
     assert result.backend in ("open3d", "software")
     _check_show_png(result, tolerance=2)
 
