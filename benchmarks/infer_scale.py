@@ -15,7 +15,8 @@ Predictions of an untrained model are meaningless; only time and memory are meas
 ``--agreement``: with a trained checkpoint, the synthetic rooms (meshes) under ``--rooms`` become one bare
 cloud of 4 rooms on a 2 x 2 grid (1 m apart, no faces; colour only if the model reads it), predicted in one
 pass, in tiles, and room by room; prints the share of one-pass (and per-room) instances that the tiled
-prediction finds with IoU >= 0.9 (the issue's criterion) and >= 0.5.
+prediction finds with IoU >= 0.9 (the issue's criterion) and >= 0.5, and, as the model's own stability,
+the same share between room-by-room predictions and those of the rooms without a random 2 % of their points.
 
 ``--normals N``: the normals estimation alone (kNN PCA, ``cloud_normals``, as a colour-free model's tiles
 run it) on one synthetic room of N points: seconds and the angle to the true normal (floor +z, walls inwards).
@@ -153,22 +154,35 @@ def tiling_agreement(checkpoint: Path, rooms: Path, tile: float, overlap: float,
     one = predictor.predict(xyz, rgb, tile_size=None, **kwargs).instance_ids
     tiled_result = predictor.predict(xyz, rgb, tile_size=tile, overlap=overlap, **kwargs)
     tiled = tiled_result.instance_ids
-    per_room = np.full(len(xyz), -1, np.int32)
-    offset = 0
+    # the model's own stability: each room alone, and each room alone without a random 2 % of its points
+    # (compared on the points both have; -2 marks the dropped ones)
+    keep = np.random.default_rng(0).random(len(xyz)) >= 0.02
+    per_room, shifted = np.full(len(xyz), -1, np.int32), np.full(len(xyz), -2, np.int32)
+    offset = shifted_offset = 0
     for i in range(len(clouds)):
         sel = room_of == i
-        ids = predictor.predict(xyz[sel], None if rgb is None else rgb[sel], tile_size=None, **kwargs).instance_ids
+        room_rgb = None if rgb is None else rgb[sel]
+        ids = predictor.predict(xyz[sel], room_rgb, tile_size=None, **kwargs).instance_ids
         per_room[sel] = np.where(ids >= 0, ids + offset, -1)
         offset += int(ids.max()) + 1
+        kept = sel & keep
+        moved = predictor.predict(xyz[kept], None if rgb is None else rgb[kept], tile_size=None,
+                                  **kwargs).instance_ids
+        shifted[kept] = np.where(moved >= 0, moved + shifted_offset, -1)
+        shifted_offset += int(moved.max()) + 1
+    both = shifted != -2
     vs_one, vs_room = _agreement(one, tiled), _agreement(per_room, tiled)
+    vs_shift = _agreement(per_room[both], shifted[both])
     return {"bench": "infer_tiling_agreement", "checkpoint": str(checkpoint), "rooms": len(clouds),
-            "points": int(len(xyz)), "tile_size": tile, "overlap": overlap, "tiles": tiled_result.tiles["count"],
+            "points": int(len(xyz)), "tile_size": tile, "overlap": overlap, "tiles": tiled_result.tiles["count"] if tiled_result.tiles else 1,
             "instances_one_pass": int(one.max()) + 1, "instances_per_room": offset,
             "instances_tiled": len(tiled_result.instances),
             "one_pass_iou90": round(float((vs_one >= 0.9).mean()), 3),
             "one_pass_iou50": round(float((vs_one >= 0.5).mean()), 3),
             "per_room_iou90": round(float((vs_room >= 0.9).mean()), 3),
-            "per_room_iou50": round(float((vs_room >= 0.5).mean()), 3)}
+            "per_room_iou50": round(float((vs_room >= 0.5).mean()), 3),
+            "per_room_vs_dropout_iou90": round(float((vs_shift >= 0.9).mean()), 3),
+            "per_room_vs_dropout_iou50": round(float((vs_shift >= 0.5).mean()), 3)}
 
 
 def _room_truth(xyz: np.ndarray) -> np.ndarray:
