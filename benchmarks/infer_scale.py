@@ -174,7 +174,8 @@ def tiling_agreement(checkpoint: Path, rooms: Path, tile: float, overlap: float,
     vs_one, vs_room = _agreement(one, tiled), _agreement(per_room, tiled)
     vs_shift = _agreement(per_room[both], shifted[both])
     return {"bench": "infer_tiling_agreement", "checkpoint": str(checkpoint), "rooms": len(clouds),
-            "points": int(len(xyz)), "tile_size": tile, "overlap": overlap, "tiles": tiled_result.tiles["count"] if tiled_result.tiles else 1,
+            "points": int(len(xyz)), "tile_size": tile, "overlap": overlap,
+            "tiles": tiled_result.tiles["count"] if tiled_result.tiles else 1,
             "instances_one_pass": int(one.max()) + 1, "instances_per_room": offset,
             "instances_tiled": len(tiled_result.instances),
             "one_pass_iou90": round(float((vs_one >= 0.9).mean()), 3),
