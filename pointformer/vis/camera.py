@@ -6,8 +6,9 @@ from the side of a long wall so that the room's long axis runs across the pictur
 elevation with the cut walls shows the floor plan and the furniture on it instead of the outside of a
 wall; only a strip of floor behind the near wall (~1.2 m at this cut) is hidden. Large scans (a floor
 of a building: more than ``TOP_DOWN_EXTENT_M`` across) are seen straight from above (top-down), where
-nothing hides the rooms. The projection matches Open3D's ``setup_camera`` (vertical field of view),
-so markers drawn on an Open3D render land on their objects.
+nothing hides the rooms; a scan taller than ``ROOM_MAX_HEIGHT_M`` is not a room (a façade, several
+storeys) and is drawn whole, from the same oblique angle. The projection matches Open3D's
+``setup_camera`` (vertical field of view), so markers drawn on an Open3D render land on their objects.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 CEILING_CUT_M = 2.0          # points higher than this above the floor are not drawn (indoor scans)
+ROOM_MAX_HEIGHT_M = 6.0      # a taller scan is not one room (a façade, a tree, several storeys): nothing is cut
 TOP_DOWN_EXTENT_M = 25.0     # beyond this horizontal extent a scan is a building: view it from above
 ELEVATION_DEG = 60.0
 FOV_DEG = 40.0
@@ -57,12 +59,16 @@ def floor_height(xyz: np.ndarray) -> float:
 
 
 def visible_mask(xyz: np.ndarray) -> np.ndarray:
-    """bool [N]: the points drawn — all of a building-sized scan, the part below the ceiling cut of a room."""
+    """bool [N]: the points drawn — the part below the ceiling cut of a room; all of a building-sized or
+    taller-than-a-room scan."""
     xyz = np.asarray(xyz)
     extent = xyz[:, :2].max(0) - xyz[:, :2].min(0)
     if float(extent.max()) > TOP_DOWN_EXTENT_M:
         return np.ones(len(xyz), dtype=bool)
-    keep = xyz[:, 2] <= floor_height(xyz) + CEILING_CUT_M
+    floor = floor_height(xyz)
+    if float(np.percentile(xyz[:, 2], 99.0)) - floor > ROOM_MAX_HEIGHT_M:
+        return np.ones(len(xyz), dtype=bool)
+    keep = xyz[:, 2] <= floor + CEILING_CUT_M
     return keep if keep.any() else np.ones(len(xyz), dtype=bool)
 
 

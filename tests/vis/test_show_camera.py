@@ -41,3 +41,9 @@ def test_projection_is_a_pinhole_with_vertical_field_of_view():
     uv, depth = project(camera, np.array([[0.0, 0, 0], [2.0, 0, 0], [0, 2.0, 0]]), 200, 100)
     # focal = (100 / 2) / tan(45 deg) = 50 px; x right, y up (v down)
     assert np.allclose(uv, [[100, 50], [150, 50], [100, 0]]) and np.allclose(depth, 2)
+
+
+def test_a_scan_taller_than_a_room_is_drawn_whole():
+    rng = np.random.default_rng(2)
+    facade = _room(rng, size=(12.0, 1.0), height=15.0)
+    assert visible_mask(facade).all()
