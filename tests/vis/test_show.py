@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from pointformer.io.ply import read_ply
-from pointformer.vis.show import ShowScene, colour_scene, render_show
+from pointformer.vis.show import ShowScene, colour_scene, render_show, show_window
 
 from .show_scenes import synthetic_room
 
@@ -123,3 +123,20 @@ def test_georeferenced_coordinates_render_like_local_ones(tmp_path):
     from pointformer.io.clouds import read_cloud
 
     assert np.abs(read_cloud(tmp_path / "far.ply").xyz - far.xyz).max() < 1e-6  # float64 in the PLY
+
+
+def test_window_shows_ground_truth_left_of_the_prediction(monkeypatch):
+    import pointformer.vis.viewer as viewer
+
+    shown = {}
+    monkeypatch.setattr(viewer, "show_instances", lambda xyz, rgb, **kw: shown.update(xyz=xyz, rgb=rgb, **kw))
+    scene = synthetic_room()
+    colours = colour_scene(scene)
+    show_window(scene, colours, title="t")
+    half = len(shown["xyz"]) // 2
+    left, right = shown["xyz"][:half], shown["xyz"][half:]
+    assert left[:, 0].max() < right[:, 0].min()  # side by side, not overlapping
+    assert np.allclose(right - left, right[0] - left[0])  # the same scene, shifted
+    keep = scene.xyz[:, 2] <= np.percentile(scene.xyz[:, 2], 1) + 2.0  # the ceiling is cut in the window too
+    assert half == keep.sum() < len(scene.xyz)
+    assert (shown["rgb"][:half] == colours.gt_rgb[keep]).all() and (shown["rgb"][half:] == colours.pred_rgb[keep]).all()
