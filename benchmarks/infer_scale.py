@@ -86,6 +86,21 @@ def building_scan(num_points: int, *, seed: int = 0) -> np.ndarray:
     return xyz[rng.permutation(xyz.shape[0])]
 
 
+GEO_OFFSET = np.array([512_000.0, 4_123_000.0, 200.0])  # UTM-like: float32 would lose decimetres
+
+
+def write_las(path: Path, xyz: np.ndarray) -> None:
+    """A LAS 1.2 file (point format 0, no colour) of xyz float64 [N, 3] at a 1 mm scale."""
+    import laspy
+
+    header = laspy.LasHeader(point_format=0, version="1.2")
+    header.offsets = xyz.min(axis=0)
+    header.scales = [0.001, 0.001, 0.001]
+    las = laspy.LasData(header)
+    las.x, las.y, las.z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    las.write(str(path))
+
+
 def tiny_normals_checkpoint(path: Path) -> Path:
     """An untrained tiny model (seeded) that reads only normals, as a checkpoint file."""
     import torch
@@ -230,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlap", type=float, default=2.0)
     parser.add_argument("--out", type=Path, default=Path("/tmp/infer_scale"))
     parser.add_argument("--keep", action="store_true", help="keep the scans and outputs")
+    parser.add_argument("--format", choices=("ply", "las"), default="ply",
+                        help="scan file: binary PLY (float32), or LAS 1.2 at UTM-like offsets (1 mm scale)")
     parser.add_argument("--agreement", type=Path, default=None, metavar="CKPT",
                         help="instead: tiled vs one-pass agreement of this trained checkpoint on --rooms")
     parser.add_argument("--rooms", type=Path, default=None, help="folder of synthetic rooms (RAW/scans)")
@@ -251,14 +268,18 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = tiny_normals_checkpoint(args.out / "tiny_normals.pt")
     for size in args.sizes:
         n = int(size)
-        scan = args.out / f"building_{n}.ply"
-        write_ply(scan, building_scan(n).astype(np.float32))
+        scan = args.out / f"building_{n}.{args.format}"
+        if args.format == "ply":
+            write_ply(scan, building_scan(n).astype(np.float32))
+        else:
+            write_las(scan, building_scan(n) + GEO_OFFSET)
         result = run_infer(scan, checkpoint, args.out / f"out_{n}", args.tile, args.overlap)
         meta = json.loads((args.out / f"out_{n}" / f"{scan.stem}.instances.json").read_text())
         tiles = meta["tiles"]["count"] if meta["tiles"] else 1
         stages = next(line for line in result["log"].splitlines() if line.startswith("seconds: "))
         stages = {k: float(v) for k, v in (part.split() for part in stages[len("seconds: "):].split(", "))}
-        print(json.dumps({"bench": "infer_scale", "points": n, "tiles": tiles, "superpoints": meta["superpoints"],
+        print(json.dumps({"bench": "infer_scale", "format": args.format, "points": n, "tiles": tiles,
+                          "superpoints": meta["superpoints"],
                           "seconds": result["seconds"], "stages": stages, "peak_rss_gb": result["peak_rss_gb"],
                           "us_per_point": round(1e6 * result["seconds"] / n, 2), "tile_size": args.tile,
                           "overlap": args.overlap, "instances": len(meta["instances"])}), flush=True)
