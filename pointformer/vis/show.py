@@ -89,6 +89,7 @@ class LegendEntry:
     rgb: tuple[int, int, int]
     text: str
     hatched: bool = False
+    problem: bool = False  # missed, FP or wrong class: kept first when the legend must be shortened
 
 
 @dataclass
@@ -172,18 +173,18 @@ def colour_scene(scene: ShowScene) -> ShowColours:
         name, p = scene.class_name(gt_classes[g]), int(match.gt_to_pred[g])
         rgb = tuple(int(c) for c in gt_colors[g])
         if p < 0:
-            legend.append(LegendEntry(rgb, f"{name}: missed", hatched=True))
+            legend.append(LegendEntry(rgb, f"{name}: missed", hatched=True, problem=True))
             markers.append(("gt", g, "missed"))
         elif not match.same_class[p]:
             predicted = scene.class_name(scene.pred_classes[p])
-            legend.append(LegendEntry(rgb, f"{name}: predicted as {predicted}"))
+            legend.append(LegendEntry(rgb, f"{name}: predicted as {predicted}", problem=True))
             markers.append(("pred", p, f"as {predicted}"))
         else:
             legend.append(LegendEntry(rgb, f"{name} (IoU {match.pred_iou[p]:.2f})"))
     for p in false_pos:
         legend.append(LegendEntry(tuple(int(c) for c in pred_colors[p]),
                                   f"FP: {scene.class_name(scene.pred_classes[p])} ({scene.pred_scores[p]:.2f})",
-                                  hatched=True))
+                                  hatched=True, problem=True))
         markers.append(("pred", int(p), "FP"))
     titles = [f"ground truth: {num_gt} objects, {match.missed} missed (FN)",
               f"prediction: {num_pred} instances, TP {match.true_positives}, FP {match.false_positives}"
@@ -212,6 +213,15 @@ class ShowResult:
     colours: ShowColours
 
 
+def shorten_legend(legend: list[LegendEntry], limit: int) -> list[LegendEntry]:
+    """At most ``limit`` entries, in their order; when some must go, the problems (missed, FP, wrong class)
+    stay before the correct ones, which are what a reader of a crowded scene needs least."""
+    if len(legend) <= limit:
+        return list(legend)
+    ranked = sorted(range(len(legend)), key=lambda i: (not legend[i].problem, i))[:limit]
+    return [legend[i] for i in sorted(ranked)]
+
+
 def _point_size(view: View, camera, width: int, height: int) -> float:
     """Splat size (pixels) that closes the gaps between points: about the spacing of the projected points."""
     uv, depth = project(camera, view.xyz, width, height)
@@ -233,7 +243,7 @@ def _compose(path: Path, images: list[np.ndarray], colours: ShowColours, marker_
     from matplotlib.patches import Patch
 
     height, width = images[0].shape[:2]
-    entries = colours.legend[:MAX_LEGEND_ENTRIES]
+    entries = shorten_legend(colours.legend, MAX_LEGEND_ENTRIES)
     fig_w = width * len(images)
     # a legend column as wide as its longest text (8 pt is ~6 px a character) plus the swatch
     column_px = 6 * max([len(e.text) for e in entries] + [10]) + 44

@@ -140,3 +140,15 @@ def test_window_shows_ground_truth_left_of_the_prediction(monkeypatch):
     keep = scene.xyz[:, 2] <= np.percentile(scene.xyz[:, 2], 1) + 2.0  # the ceiling is cut in the window too
     assert half == keep.sum() < len(scene.xyz)
     assert (shown["rgb"][:half] == colours.gt_rgb[keep]).all() and (shown["rgb"][half:] == colours.pred_rgb[keep]).all()
+
+
+def test_a_shortened_legend_keeps_the_problems():
+    from pointformer.vis.show import LegendEntry, shorten_legend
+
+    legend = [LegendEntry((0, 0, 0), f"ok {i}") for i in range(50)]
+    legend[30] = LegendEntry((0, 0, 0), "chair: missed", hatched=True, problem=True)
+    legend.append(LegendEntry((0, 0, 0), "FP: table (0.30)", hatched=True, problem=True))
+    short = shorten_legend(legend, 10)
+    assert len(short) == 10 and [e.text for e in short[-2:]] == ["chair: missed", "FP: table (0.30)"]
+    assert [e.text for e in short[:8]] == [f"ok {i}" for i in range(8)]
+    assert shorten_legend(legend[:5], 10) == legend[:5]
