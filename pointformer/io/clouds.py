@@ -340,6 +340,8 @@ def _pcd_columns(header: _PcdHeader, path: Path, body: bytes) -> dict[str, np.nd
             values = table[:, col:col + count]
             if name in ("rgb", "rgba") and code == "f4":  # packed colour written as a float: keep its bits
                 values = values.astype(np.float32).view(np.uint32)
+            elif code[0] in "ui":  # integers (a packed U4 colour) as integers, not as float64 text values
+                values = values.astype(code)
             out[name] = values[:, 0] if count == 1 else values
             col += count
         return out

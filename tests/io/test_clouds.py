@@ -135,7 +135,13 @@ def test_pcd_ascii_binary_and_binary_compressed(tmp_path):
     body = _lzf_literals(soa)
     (tmp_path / "c.pcd").write_bytes(_pcd_header(fields, size, typ, count, 30, "binary_compressed")
                                      + struct.pack("<II", len(body), len(soa)) + body)
-    for name in ("a.pcd", "b.pcd", "c.pcd"):
+    # ascii with the colour as an unsigned integer (TYPE U), and padding fields of 4 bytes
+    int_lines = [" ".join([*(f"{v:.9g}" for v in xyz[i]), str(int(packed[i])), "0 0 0 0",
+                           *(f"{v:.9g}" for v in normals[i]), f"{intensity[i]:.9g}"]) for i in range(len(xyz))]
+    int_header = _pcd_header(fields[:4] + ["_"] + fields[4:], size[:4] + [1] + size[4:],
+                             typ[:4] + ["U"] + typ[4:], count[:4] + [4] + count[4:], 30, "ascii")
+    (tmp_path / "d.pcd").write_bytes(int_header + "\n".join(int_lines).encode())
+    for name in ("a.pcd", "b.pcd", "c.pcd", "d.pcd"):
         cloud = read_cloud(tmp_path / name)
         assert cloud.format == "pcd" and not cloud.double
         # ascii holds the decimal text (9 digits: the float32 value exactly once cast back)
