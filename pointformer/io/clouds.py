@@ -165,9 +165,13 @@ def _read_ply_cloud(path: Path) -> Cloud:
         if all(n in extra for n in names):
             normals = np.stack([extra[n] for n in names], axis=1).astype(np.float32)
             break
+    rgb = mesh.colors
+    for names in (("r", "g", "b"), ("diffuse_red", "diffuse_green", "diffuse_blue")):
+        if rgb is None and all(n in extra for n in names):  # other tools' colour names
+            rgb = _colors_to_uint8(np.stack([extra[n] for n in names], axis=1), path)
     key = next((k for k in ("intensity", "scalar_intensity", "Intensity", "scalar_Intensity") if k in extra), None)
     intensity = None if key is None else np.asarray(extra[key], dtype=np.float32)
-    return Cloud(xyz=np.asarray(mesh.vertices, dtype=np.float64), rgb=mesh.colors, normals=normals,
+    return Cloud(xyz=np.asarray(mesh.vertices, dtype=np.float64), rgb=rgb, normals=normals,
                  intensity=intensity, faces=mesh.faces if mesh.faces is not None and len(mesh.faces) else None,
                  path=path, format="ply", double=mesh.vertices.dtype == np.float64)
 

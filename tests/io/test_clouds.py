@@ -65,6 +65,15 @@ def test_ply_mesh_float32_without_colour_and_16bit_colour(tmp_path):
     assert not cloud.double and cloud.xyz.dtype == np.float64
     np.testing.assert_array_equal(cloud.faces, [[0, 1, 2], [1, 3, 2]])
     np.testing.assert_array_equal(cloud.rgb[:, 0], [255, 1, 0, 128])  # 16-bit colours keep their high byte
+    # other tools' colour names (MeshLab/Blender: diffuse_*, some exporters: r g b as floats in [0, 1])
+    for names, values in ((("diffuse_red", "diffuse_green", "diffuse_blue"), np.array([10, 20, 30, 40], "u1")),
+                          (("r", "g", "b"), np.array([0.0, 0.5, 1.0, 0.25], "f4"))):
+        v = np.zeros(4, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")] + [(n, values.dtype.str) for n in names])
+        for n in names:
+            v[n] = values
+        plyfile.PlyData([plyfile.PlyElement.describe(v, "vertex")], text=True).write(str(path))
+        expected = values if values.dtype == np.uint8 else np.rint(values * 255).astype(np.uint8)
+        np.testing.assert_array_equal(read_cloud(path).rgb[:, 1], expected)
 
 
 # ---------------------------------------------------------------------------------------------- LAS
