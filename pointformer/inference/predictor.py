@@ -304,10 +304,11 @@ class Predictor:
         data = self.settings.data
         classes = class_set(data.dataset)
         names = dict(zip(classes.ids, classes.names))
-        origin = xyz.min(axis=0).astype(np.float64)  # float64: georeferenced coordinates keep their precision
-        units = voxel_units(xyz.astype(np.float64, copy=False) - origin, self.settings.model.voxel_size,
-                            rgb=rgb if "rgb" in data.features else None,
+        units = voxel_units(xyz, self.settings.model.voxel_size, rgb=rgb if "rgb" in data.features else None,
                             normals=normals if "normals" in data.features else None, superpoint=superpoint)
+        # a float64 origin off the (few) unit means before anything becomes float32: georeferenced coordinates
+        # keep their precision, and no shifted copy of the whole scan is made
+        units.xyz -= units.xyz.min(axis=0)
         num_superpoints = 0
 
         def predict_tile(sel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

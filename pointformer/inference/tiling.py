@@ -51,16 +51,17 @@ def voxel_units(xyz: np.ndarray, voxel: float, *, rgb: Optional[np.ndarray] = No
                 chunk: int = 4_000_000) -> VoxelUnits:
     """Group points into ``voxel``-metre cubes (and superpoints, when given): module doc, step 1.
 
-    xyz float [N, 3] scan-local metres (origin already subtracted); rgb [N, 3] 0..255; normals float [N, 3];
-    superpoint int [N]. Memory: a few int64 arrays [N] (keys are built ``chunk`` points at a time).
+    xyz float [N, 3] metres, georeferenced float64 too (voxels are counted from the scan's minimum, in float64,
+    ``chunk`` points at a time; no shifted copy of the scan is made); rgb [N, 3] 0..255; normals float [N, 3];
+    superpoint int [N]. Memory: a few int64 arrays [N]. The units' xyz are float64 means in the input's frame.
     """
     if not voxel > 0:
         raise ValueError(f"the voxel size must be positive, got {voxel}")
     n = xyz.shape[0]
-    low = xyz.min(axis=0)
+    low = xyz.min(axis=0).astype(np.float64)
     keys = np.empty(n, dtype=np.int64)
     for start in range(0, n, chunk):  # one 21-bit integer per axis (2^21 voxels of 2 cm = 42 km)
-        cells = np.floor((xyz[start:start + chunk] - low) / voxel).astype(np.int64)
+        cells = np.floor((xyz[start:start + chunk].astype(np.float64) - low) / voxel).astype(np.int64)
         if cells.max(initial=0) >= 1 << 21:
             raise ValueError(f"the scan spans more than {(1 << 21) * voxel:.0f} m at {voxel} m voxels; cut it first")
         keys[start:start + chunk] = (cells[:, 0] << 42) | (cells[:, 1] << 21) | cells[:, 2]
