@@ -263,9 +263,6 @@ def write_ply(path: str | os.PathLike, vertices: np.ndarray, *, colors: Optional
         if values.shape != (n,):
             raise ValueError(f"{path}: vertex property {name!r} must have shape [{n}], got {values.shape}")
         fields.append((name, values.astype(values.dtype.newbyteorder("<"))))
-    vdata = np.empty(n, dtype=[(name, arr.dtype) for name, arr in fields])
-    for name, arr in fields:
-        vdata[name] = arr
     if faces is not None:
         faces = np.asarray(faces)
         if faces.ndim != 2 or faces.shape[1] != 3:
@@ -273,6 +270,9 @@ def write_ply(path: str | os.PathLike, vertices: np.ndarray, *, colors: Optional
         if faces.size and (faces.min() < 0 or faces.max() >= n):
             raise ValueError(f"{path}: face indices must lie in [0, {n})")
     if text:
+        vdata = np.empty(n, dtype=[(name, arr.dtype) for name, arr in fields])
+        for name, arr in fields:
+            vdata[name] = arr
         elements = [plyfile.PlyElement.describe(vdata, "vertex")]
         if faces is not None:
             fdata = np.empty(faces.shape[0], dtype=[("vertex_indices", "<i4", (3,))])
@@ -308,7 +308,7 @@ def write_ply(path: str | os.PathLike, vertices: np.ndarray, *, colors: Optional
 
         def write_body(f) -> None:
             f.write(header)
-            f.write(vbytes.tobytes())
+            f.write(vbytes.view(np.uint8))  # the records' own buffer: no bytes copy of a large scan
             f.write(fbytes)
 
     atomic_write(path, write_body)
