@@ -103,7 +103,7 @@ def load_runs(out: Path) -> list[RunCurves]:
     if not runs:
         raise ValueError(f"{runs_dir}: no run has an evaluation yet")
     rank = {name: i for i, name in enumerate(order)}
-    runs.sort(key=lambda r: (rank.get(r.variant, len(rank)), r.variant, r.seed))
+    runs.sort(key=lambda r: (rank.get(r.variant.split("@")[0], len(rank)), r.variant, r.seed))
     return runs
 
 
@@ -131,6 +131,35 @@ def summarise(runs: Sequence[RunCurves]) -> list[VariantSummary]:
                                         finished=sum(r.finished for r in group), steps=steps, curves=curves,
                                         timing=timing))
     return summaries
+
+
+def choose_lrs(out: Path | str) -> dict[str, float]:
+    """The learning rate each loss variant does best with in an lr sweep (runs ``<variant>@lr<lr>``):
+    highest final mAP50 on the lowest seed every lr of that variant finished; ties go to the higher
+    mean mAP50 over the evaluations (the faster riser), then the lower lr."""
+    best: dict[str, tuple[tuple[float, float, float], float]] = {}
+    finished: dict[str, dict[float, dict[int, list[dict[str, Any]]]]] = {}
+    for path in sorted(Path(out).glob("runs/*@lr*/seed*/done.json")):
+        evaluations = path.parent / "evaluations.json"
+        if not evaluations.is_file():
+            continue
+        payload = json.loads(evaluations.read_text())
+        variant = str(payload.get("loss_variant") or payload["variant"].split("@")[0])
+        lr = float(payload["lr"])
+        finished.setdefault(variant, {}).setdefault(lr, {})[int(payload["seed"])] = payload["evaluations"]
+    for variant, by_lr in finished.items():
+        common = set.intersection(*(set(seeds) for seeds in by_lr.values()))
+        if not common:
+            continue
+        seed = min(common)
+        for lr, seeds in by_lr.items():
+            records = seeds[seed]
+            final = _float(records[-1].get("map50")) if records else math.nan
+            mean = float(np.nanmean([_float(r.get("map50")) for r in records])) if records else math.nan
+            key = (np.nan_to_num(final, nan=-1.0), np.nan_to_num(mean, nan=-1.0), -lr)
+            if variant not in best or key > best[variant][0]:
+                best[variant] = (key, lr)
+    return {variant: lr for variant, (_, lr) in best.items()}
 
 
 def first_reach(steps: Sequence[int], values: np.ndarray, threshold: float) -> Optional[int]:
