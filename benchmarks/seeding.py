@@ -17,12 +17,12 @@ setting -- evaluation query count x seeding strategy (fps, size, objectness) x r
 (``pointformer.inference.reseed``) -- mAP / mAP50 / mAP25 on the val split, seed coverage, and
 class-agnostic recall at IoU 0.5 (1 - unmatched-GT rate). Also the coverage-vs-recall plot.
 
-    D=benchmarks/results/convergence/scannet_scale/data/synthetic_scannet_v150000_n8+4_s0/preprocessed
-    PYTHONPATH=. .venv/bin/python benchmarks/seeding.py coverage --data-root $D --out benchmarks/results/convergence/scannet_scale
-    PYTHONPATH=. .venv/bin/python benchmarks/seeding.py cost --data-root $D --out benchmarks/results/convergence/scannet_scale
-    PYTHONPATH=. .venv/bin/python benchmarks/seeding.py checkpoints --data-root $D \\
-        --checkpoint benchmarks/results/convergence/scannet_scale/runs/influencer@lr0.003/seed0/checkpoints/last.pt \\
-        --out benchmarks/results/convergence/scannet_scale
+    S=benchmarks/results/convergence/scannet_scale
+    D=$S/data/synthetic_scannet_v150000_n8+4_s0/preprocessed
+    PYTHONPATH=. .venv/bin/python benchmarks/seeding.py coverage --data-root $D --out $S
+    PYTHONPATH=. .venv/bin/python benchmarks/seeding.py cost --data-root $D --out $S
+    PYTHONPATH=. .venv/bin/python benchmarks/seeding.py checkpoints --data-root $D --out $S \\
+        --checkpoint $S/runs/influencer@lr0.003/seed0/checkpoints/<last>.pt
 """
 from __future__ import annotations
 
@@ -305,7 +305,7 @@ def checkpoints_markdown(rows: Sequence[dict[str, Any]]) -> str:
              "instances with a seed (the re-seeding pass's new seeds not counted); recall50 = class-agnostic "
              "recall at IoU 0.5.", "",
              "| run | setting | checkpoints | mAP | mAP50 | mAP25 | recall50 | seed coverage | coverage <500 | "
-             "coverage 500-2k | duplicates | predictions / scene |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "coverage 500-2k | duplicates | predictions / scene |", "|---" * 12 + "|"]
 
     def mean(values: list[Any]) -> str:
         values = [v for v in values if v is not None]
