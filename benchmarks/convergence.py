@@ -642,14 +642,6 @@ def build_size(args: argparse.Namespace) -> StudySize:
         changes["variant_lrs"] = tuple(pairs)
     if args.scene_preset:
         changes["scene_preset"] = args.scene_preset
-    if args.lr_from_sweep:
-        out = args.out or DEFAULT_OUT
-        chosen = _report_module().choose_lrs(out)
-        variants = changes.get("variants", size.variants)
-        missing = [v for v in variants if v not in chosen]
-        if missing:
-            raise ValueError(f"--lr-from-sweep: no finished sweep run in {out}/runs for {missing}")
-        changes["variant_lrs"] = tuple((v, chosen[v]) for v in variants)
     if args.variants:
         changes["variants"] = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     if args.seeds:
@@ -662,6 +654,14 @@ def build_size(args: argparse.Namespace) -> StudySize:
         changes["log_every"] = math.gcd(changes["eval_every"], size.log_every)
     if args.override:
         changes["overrides"] = size.overrides + tuple(args.override)
+    if args.lr_from_sweep:
+        out = args.out or DEFAULT_OUT
+        chosen = _report_module().choose_lrs(out)
+        variants = changes.get("variants", size.variants)
+        missing = [v for v in variants if v not in chosen]
+        if missing:
+            raise ValueError(f"--lr-from-sweep: no finished sweep run in {out}/runs for {missing}")
+        changes["variant_lrs"] = tuple((v, chosen[v]) for v in variants)
     size = replace(size, **changes)
     size.validate()
     return size
