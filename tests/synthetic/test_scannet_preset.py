@@ -63,5 +63,6 @@ def test_cli_preset_option(tmp_path, capsys):
     assert synth_main(["scannet", str(tmp_path / "r"), "--preset", "scannet", "--scenes", "1", "--test-scenes", "0",
                        "--vertices", "30000"]) == 0
     assert "1 scenes" in capsys.readouterr().out
-    assert synth_main(["scannet", str(tmp_path / "r2"), "--preset", "scannet", "--scenes", "1", "--vertices", "100"]) == 1
+    assert synth_main(["scannet", str(tmp_path / "r2"), "--preset", "scannet", "--scenes", "1",
+                       "--vertices", "100"]) == 1
     assert "at least 500" in capsys.readouterr().err
