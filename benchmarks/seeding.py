@@ -143,6 +143,65 @@ def coverage_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ----------------------------------------------------------------------------------------- preset statistics
+def run_preset_stats(args: argparse.Namespace) -> dict[str, Any]:
+    """Statistics of generated rooms: vertices, superpoints, annotated objects and benchmark instances per
+    room, benchmark instance sizes (vertices) by bucket and by class, from a synthetic release
+    (``--raw-root``: scans/ with aggregation and segs files) and its preprocessed GT (``--data-root``/gt)."""
+    from pointformer.io.labels import SCANNET_INSTANCE_IDS, SCANNET_INSTANCE_NAMES
+
+    raw = Path(args.raw_root)
+    rooms, sizes, classes = [], [], []
+    for folder in sorted((raw / "scans").iterdir()):
+        sid = folder.name
+        aggregation = json.loads((folder / f"{sid}.aggregation.json").read_text())
+        segs = json.loads((folder / f"{sid}_vh_clean_2.0.010000.segs.json").read_text())["segIndices"]
+        gt_file = next((Path(args.data_root) / "gt").glob(f"*/{sid}.txt"), None)
+        if gt_file is None:
+            raise ValueError(f"{args.data_root}/gt: no GT file for {sid}")
+        gt = np.loadtxt(gt_file, dtype=np.int64)
+        ids, counts = np.unique(gt[gt > 0], return_counts=True)
+        keep = np.isin(ids // 1000, SCANNET_INSTANCE_IDS)
+        sizes.extend(counts[keep].tolist())
+        classes.extend((ids[keep] // 1000).tolist())
+        rooms.append({"scene": sid, "vertices": len(segs), "superpoints": len(set(segs)),
+                      "annotated_objects": len(aggregation["segGroups"]), "benchmark_instances": int(keep.sum())})
+    size_arr = np.array(sizes)
+    edges = list(SIZE_BUCKETS)
+    buckets = {name: int(((size_arr >= lo) & (size_arr < hi)).sum())
+               for name, lo, hi in zip(bucket_names(edges), edges[:-1], edges[1:])}
+    name_of = dict(zip(SCANNET_INSTANCE_IDS, SCANNET_INSTANCE_NAMES))
+    by_class = {}
+    for c in sorted(set(classes)):
+        members = size_arr[np.array(classes) == c]
+        by_class[name_of.get(c, str(c))] = {"instances": int(members.size), "median_vertices": float(np.median(members))}
+
+    def stat(key: str) -> dict[str, float]:
+        values = [r[key] for r in rooms]
+        return {"mean": float(np.mean(values)), "min": float(np.min(values)), "max": float(np.max(values))}
+
+    result = {"rooms": len(rooms), "per_room": rooms, **{k: stat(k) for k in
+              ("vertices", "superpoints", "annotated_objects", "benchmark_instances")},
+              "instance_size_buckets": buckets, "share_under_2k": float(np.mean(size_arr < 2000)),
+              "median_instance_vertices": float(np.median(size_arr)), "by_class": by_class}
+    emit("preset_stats", **{k: v for k, v in result.items() if k not in ("per_room", "by_class")})
+    out = Path(args.out)
+    atomic_write_json(out / "preset_stats.json", result)
+    lines = [f"Generated rooms (`--preset scannet`): {len(rooms)} rooms.", "",
+             "| per room | mean | min | max |", "|---|---|---|---|"]
+    for key in ("vertices", "superpoints", "annotated_objects", "benchmark_instances"):
+        st = result[key]
+        lines.append(f"| {key.replace('_', ' ')} | {st['mean']:.0f} | {st['min']:.0f} | {st['max']:.0f} |")
+    lines += ["", f"Benchmark-class instances by size (vertices): "
+              + ", ".join(f"{k}: {v}" for k, v in buckets.items())
+              + f"; {100 * result['share_under_2k']:.0f} % under 2k; median {result['median_instance_vertices']:.0f}.",
+              "", "| class | instances | median vertices |", "|---|---|---|"]
+    for name, st in sorted(by_class.items(), key=lambda kv: kv[1]["median_vertices"]):
+        lines.append(f"| {name} | {st['instances']} | {st['median_vertices']:.0f} |")
+    atomic_write_text(out / "preset_stats.md", "\n".join(lines) + "\n")
+    return result
+
+
 # ----------------------------------------------------------------------------------------- cost
 def run_cost(args: argparse.Namespace) -> dict[str, Any]:
     """Step and evaluation-forward wall-clock per query count on the first val scene (median of repeats)."""
@@ -365,7 +424,8 @@ def plot_coverage_vs_recall(rows: Sequence[dict[str, Any]], path: Path) -> Optio
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=("coverage", "cost", "checkpoints"))
+    parser.add_argument("part", choices=("preset", "coverage", "cost", "checkpoints"))
+    parser.add_argument("--raw-root", type=Path, default=None, help="preset: the generated raw release (scans/)")
     parser.add_argument("--data-root", type=Path, required=True, help="a preprocessed dataset (train/ and val/)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the tables (JSON + markdown)")
     parser.add_argument("--experiment", default="convergence_scannet_scale", help="config preset for data/model")
@@ -383,7 +443,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     try:
-        if args.part == "coverage":
+        if args.part == "preset":
+            if args.raw_root is None:
+                parser.error("preset: pass --raw-root (the synthetic release that --data-root was preprocessed from)")
+            run_preset_stats(args)
+        elif args.part == "coverage":
             args.queries = args.queries or ",".join(map(str, DEFAULT_QUERIES))
             run_coverage(args)
         elif args.part == "cost":

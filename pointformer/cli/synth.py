@@ -29,7 +29,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="target vertices per scene (default: the preset's, 20000 basic / 150000 scannet)")
     sc.add_argument("--preset", choices=("basic", "scannet"), default="basic",
                     help="basic (default: 10-20 mostly large objects, clean meshes) or scannet (ScanNet-like: "
-                         "25-50 objects, many small, uneven density, holes; docs/data.md)")
+                         "25-50 objects, many small, uneven density, holes; docs/convergence.md)")
     sc.add_argument("--val-fraction", type=float, default=0.25, help="share of scenes listed in the val split")
     sc.add_argument("--defects", action="store_true",
                     help="inject the real release's defects (invalid labels, duplicated segGroups, hi-res aggregation)")

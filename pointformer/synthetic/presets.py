@@ -3,7 +3,7 @@ artefacts.
 
 ``basic`` is the generator as it always was (10-20 mostly large objects, clean meshes): tests, the
 demo and the small convergence study use it, and its scenes are unchanged by the presets' existence.
-``scannet`` imitates real ScanNet v2 rooms (docs/data.md, "The scannet preset", states its measured
+``scannet`` imitates real ScanNet v2 rooms (docs/convergence.md, "ScanNet scale", states its measured
 statistics next to ScanNet's published ones): ~150k vertices, 25-50 annotated objects of which many
 are small (pictures, trash cans, small cabinets, items on tables), and the artefacts of a real
 reconstruction -- uneven vertex density between surfaces and holes where the scanner saw nothing.
