@@ -174,7 +174,8 @@ def run_preset_stats(args: argparse.Namespace) -> dict[str, Any]:
     by_class = {}
     for c in sorted(set(classes)):
         members = size_arr[np.array(classes) == c]
-        by_class[name_of.get(c, str(c))] = {"instances": int(members.size), "median_vertices": float(np.median(members))}
+        by_class[name_of.get(c, str(c))] = {"instances": int(members.size),
+                                            "median_vertices": float(np.median(members))}
 
     def stat(key: str) -> dict[str, float]:
         values = [r[key] for r in rooms]
@@ -192,7 +193,7 @@ def run_preset_stats(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("vertices", "superpoints", "annotated_objects", "benchmark_instances"):
         st = result[key]
         lines.append(f"| {key.replace('_', ' ')} | {st['mean']:.0f} | {st['min']:.0f} | {st['max']:.0f} |")
-    lines += ["", f"Benchmark-class instances by size (vertices): "
+    lines += ["", "Benchmark-class instances by size (vertices): "
               + ", ".join(f"{k}: {v}" for k, v in buckets.items())
               + f"; {100 * result['share_under_2k']:.0f} % under 2k; median {result['median_instance_vertices']:.0f}.",
               "", "| class | instances | median vertices |", "|---|---|---|"]
@@ -225,7 +226,7 @@ def run_cost(args: argparse.Namespace) -> dict[str, Any]:
                                      collate_fn=collate_scenes)))
         step_times, eval_times = [], []
         optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        for _ in range(args.repeats):
+        for repeat in range(args.repeats + 1):   # the first round warms up (allocations, caches): not timed
             model.train()
             start = time.perf_counter()
             loss, _ = task.training_loss(model, batch)
@@ -238,6 +239,8 @@ def run_cost(args: argparse.Namespace) -> dict[str, Any]:
             with torch.no_grad():
                 model(batch, num_queries=num)
             eval_times.append(time.perf_counter() - start)
+            if repeat == 0:
+                step_times, eval_times = [], []
         row = {"queries": num, "loss": args.loss, "tokens": int(batch.token_offsets[-1]),
                "points": int(batch.xyz.shape[0]), "step_seconds": statistics.median(step_times),
                "eval_forward_seconds": statistics.median(eval_times), "repeats": args.repeats}
@@ -251,7 +254,8 @@ def run_cost(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     atomic_write_json(out / "seeding_cost.json", result)
     lines = [f"Cost of more queries: `{args.experiment}` model, loss {args.loss}, one val room "
-             f"({base['points']} points, {base['tokens']} superpoints), median of {args.repeats}, "
+             f"({base['points']} points, {base['tokens']} superpoints), median of {args.repeats} "
+             "after a warm-up round, "
              f"{result['threads']} thread(s), measured side by side in one run.", "",
              "| queries | train step (s) | ratio | eval forward (s) | ratio |", "|---|---|---|---|---|"]
     for r in rows:
@@ -411,7 +415,7 @@ def plot_coverage_vs_recall(rows: Sequence[dict[str, Any]], path: Path) -> Optio
     ax.set_xlim(0, 1.02)
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7, loc="lower right")
-    ax.set_title("Seed coverage caps recall (ScanNet-scale rooms, val)")
+    ax.set_title("Seed coverage (the cap on recall) vs recall, val rooms", fontsize=10)
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=120)

@@ -125,6 +125,10 @@ def test_reduced_study_end_to_end_writes_curves_table_and_plots(quick_study, cap
             assert 0 < last["seed_coverage"] <= 1 and 0 < last["train_seed_coverage"] <= 1
             assert last["seed_coverage/seeds_per_scene"] == 24    # the quick study's query count
             assert all("seed_coverage" in v for v in val)
+            # the task itself logs the training batches' coverage (pointformer.engine.task)
+            train = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+                     if '"train"' in line]
+            assert train and all(0 <= t["seed_coverage"] <= 1 for t in train)
         else:
             assert "seed_coverage" not in last
     table = (out / "table.md").read_text()
