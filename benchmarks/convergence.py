@@ -287,10 +287,14 @@ class TimedCall:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         with self.watch:
             out = self.module(*args, **kwargs)
-        seeds = [s.detach() for s in out.query_seed_token]
+        seeds = [s.detach() for s in getattr(out, "query_seed_token", None) or []]
         # learned queries (seed -1 everywhere) have no seeds: no coverage to measure
         self.last_seeds = seeds if any(bool((s >= 0).any()) for s in seeds) else None
         return out
+
+    def __getattr__(self, name: str) -> Any:
+        # what a task reads of its model (e.g. ``decoder``) is the wrapped module's
+        return getattr(self.module, name)
 
 
 def batch_seed_coverage(seeds: Sequence[torch.Tensor], batch: Any) -> list[SceneSeedCoverage]:
@@ -400,7 +404,10 @@ class StudyHook(Hook):
         stability = assignment_stability(self.assignment, current) if self.assignment is not None else {
             "assignment_stability": None, "assignment_retention": None}
         self.assignment = current
-        extra = {**summarize(list(diagnostics.values())), **stability, **self.task.take_coverage(),
+        # seed coverage where the task measures it (StudyTask; other tasks, e.g. the 2D study's, may not)
+        take_coverage = getattr(self.task, "take_coverage", None)
+        coverage = take_coverage() if take_coverage is not None else {}
+        extra = {**summarize(list(diagnostics.values())), **stability, **coverage,
                  "train_seconds": self.clock.train_seconds, **self.clock.summary()}
         record = {"step": step, **{k: metrics[k] for k in ("map", "map50", "map25")}, **extra}
         self.evaluations = [r for r in self.evaluations if r["step"] < step] + [record]
