@@ -245,7 +245,8 @@ def build_table(summaries: Sequence[VariantSummary]) -> tuple[list[dict[str, Any
         row = {
             "variant": s.variant, "label": s.label, "seeds": len(s.seeds), "finished": s.finished,
             "final_step": s.steps[-1],
-            **{f"final_{k}": s.stat(k) for k in ("map", "map50", "map25", "duplicate_rate", "unmatched_gt_rate")},
+            **{f"final_{k}": s.stat(k) for k in ("map", "map50", "map25", "duplicate_rate", "unmatched_gt_rate",
+                                                 "seed_coverage")},
             "best_map50_over_steps": float(np.nanmax(mean_map50)) if np.isfinite(mean_map50).any() else None,
             "steps_to_90pct_best": s.steps[reach] if reach is not None else None,
             "seconds_to_90pct_best": float(mean_time[reach]) if reach is not None else None,
@@ -276,11 +277,11 @@ def table_markdown(rows: Sequence[dict[str, Any]], reference: dict[str, Any]) ->
     """The table as Markdown (what BENCHMARKS.md quotes)."""
     head = ("| variant | seeds | step | mAP50 mean [min, max] | mAP | mAP25 | steps (s) to 90 % of best | "
             "ms/step: total = data + model + loss (assign) + backward | duplicates | unmatched GT | "
-            "stability: mean (last) |")
+            "stability: mean (last) | seed coverage |")
     lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     for r in rows:
         if "final_step" not in r:
-            lines.append(f"| {r['label']} | {r['seeds']} | – | no evaluation yet | | | | | | | |")
+            lines.append(f"| {r['label']} | {r['seeds']} | – | no evaluation yet | | | | | | | | |")
             continue
         reach = "not reached" if r["steps_to_90pct_best"] is None else (
             f"{r['steps_to_90pct_best']} ({_fmt(r['seconds_to_90pct_best'], 0)} s; "
@@ -292,12 +293,13 @@ def table_markdown(rows: Sequence[dict[str, Any]], reference: dict[str, Any]) ->
             f"{_fmt(r['final_map']['mean'])} | "
             f"{_fmt(r['final_map25']['mean'])} | {reach} | {ms} | {_fmt(r['final_duplicate_rate']['mean'], 2)} | "
             f"{_fmt(r['final_unmatched_gt_rate']['mean'], 2)} | {_fmt(r['assignment_stability_mean'], 2)} "
-            f"({_fmt(r['final_assignment_stability']['mean'], 2)}) |")
+            f"({_fmt(r['final_assignment_stability']['mean'], 2)}) | {_fmt(r['final_seed_coverage']['mean'], 2)} |")
     best = reference.get("best_final_map50")
     lines.append("")
     lines.append(f"Best final mAP50 (seed mean): {_fmt(best)} ({reference.get('best_variant')}); "
                  f"90 % of it = {_fmt(reference.get('threshold_map50'))}. Steps/seconds to reach it are read off the "
-                 "seed-mean curve; seconds = training wall-clock (evaluations excluded).")
+                 "seed-mean curve; seconds = training wall-clock (evaluations excluded). Seed coverage: share of the "
+                 "held-out GT instances holding a query seed at the last evaluation (seeded queries only).")
     return "\n".join(lines) + "\n"
 
 
