@@ -56,6 +56,7 @@ import torch
 from pointformer.engine.hooks import Hook, StepOutput
 from pointformer.evaluation.query_diagnostics import (SceneDiagnostics, assignment, assignment_stability,
                                                       scene_diagnostics, summarize)
+from pointformer.evaluation.seed_coverage import SceneSeedCoverage, scene_seed_coverage, summarize_seed_coverage
 from pointformer.io.atomic import atomic_write_json
 from pointformer.timing import Stopwatch
 
@@ -102,6 +103,9 @@ class StudySize:
     variants: tuple[str, ...]
     data_seed: int = 0
     overrides: tuple[str, ...] = ()   # extra Hydra overrides for every run
+    scene_preset: str = "basic"       # generator preset (pointformer.synthetic.presets): basic | scannet
+    lrs: tuple[float, ...] = ()       # learning-rate sweep: one run per (variant, lr, seed); () = the preset's lr
+    variant_lrs: tuple[tuple[str, float], ...] = ()   # (variant, lr): that variant runs at this lr only
 
     def validate(self) -> None:
         if self.train_scenes < 1 or self.val_scenes < 1:
@@ -117,6 +121,16 @@ class StudySize:
             raise ValueError(f"unknown variant(s) {unknown}; available: {sorted(VARIANTS)}")
         if not self.variants or not self.seeds:
             raise ValueError("need at least one variant and one seed")
+        if any(not lr > 0 for lr in self.lrs) or any(not lr > 0 for _, lr in self.variant_lrs):
+            raise ValueError(f"learning rates must be positive, got {self.lrs} / {self.variant_lrs}")
+        unknown = [v for v, _ in self.variant_lrs if v not in VARIANTS]
+        if unknown:
+            raise ValueError(f"--lr-for names unknown variant(s) {unknown}; available: {sorted(VARIANTS)}")
+
+    def lrs_of(self, variant: str) -> tuple[Optional[float], ...]:
+        """The learning rates a variant runs at (None: the preset's own)."""
+        chosen = tuple(lr for v, lr in self.variant_lrs if v == variant)
+        return chosen or self.lrs or (None,)
 
 
 SIZES: dict[str, StudySize] = {
@@ -130,6 +144,15 @@ SIZES: dict[str, StudySize] = {
     # GPU: ScanNet-sized scenes (~150k vertices, ~20 instances), Mask3D-size model, 100 queries.
     "full": StudySize(preset="convergence_full", train_scenes=120, val_scenes=30, vertices=150000, steps=4000,
                       eval_every=250, log_every=25, seeds=(0, 1, 2), variants=tuple(VARIANTS)),
+    # The Influencer Loss at ScanNet scale (docs/convergence.md, "ScanNet scale"): the generator's scannet
+    # preset (150k vertices, ~2k superpoints, 25-50 objects, many small), the four losses, an lr sweep.
+    # The recorded, scaled-down setting (a 45-minute CPU budget): the lr sweep on seed 0, then seeds 1 and 2
+    # at each variant's best lr (--lr-from-sweep --seeds 1,2); the full commands are in docs/convergence.md.
+    "scannet_scale": StudySize(preset="convergence_scannet_scale", train_scenes=8, val_scenes=4, vertices=150000,
+                               steps=60, eval_every=15, log_every=5, seeds=(0,),
+                               overrides=("trainer.batch_size=1",),
+                               variants=("influencer", "influencer_sigmoid", "hungarian", "greedy"),
+                               scene_preset="scannet", lrs=(1.5e-3, 3e-3, 6e-3)),
 }
 
 
@@ -166,7 +189,9 @@ def prepare_data(out: Path, size: StudySize) -> Path:
     from pointformer.synthetic.scannet import generate_scannet
 
     total = size.train_scenes + size.val_scenes
-    folder = out / "data" / f"synthetic_v{size.vertices}_n{size.train_scenes}+{size.val_scenes}_s{size.data_seed}"
+    preset = "" if size.scene_preset == "basic" else f"_{size.scene_preset}"
+    folder = out / "data" / (f"synthetic{preset}_v{size.vertices}_n{size.train_scenes}+{size.val_scenes}"
+                             f"_s{size.data_seed}")
     pre = folder / "preprocessed"
     stamp = folder / "READY.json"
     if stamp.is_file():
@@ -175,7 +200,8 @@ def prepare_data(out: Path, size: StudySize) -> Path:
     start = time.perf_counter()
     raw = folder / "raw"
     synthetic = generate_scannet(raw, num_scenes=total, num_test_scenes=0, seed=size.data_seed,
-                                 target_vertices=size.vertices, val_fraction=size.val_scenes / total)
+                                 target_vertices=size.vertices, val_fraction=size.val_scenes / total,
+                                 preset=size.scene_preset)
     if len(synthetic.splits["val"]) != size.val_scenes:
         raise RuntimeError(f"the generator made {len(synthetic.splits['val'])} val scenes, expected {size.val_scenes}")
     summary = preprocess_scannet(raw, pre, workers=max(1, min(8, os.cpu_count() or 1)), splits=["train", "val"],
@@ -250,15 +276,30 @@ class StepClock:
 
 # ----------------------------------------------------------------------------------------- the task and the hook
 class TimedCall:
-    """Calls ``module`` with the time charged to ``watch`` (what the task sees as its model)."""
+    """Calls ``module`` with the time charged to ``watch`` (what the task sees as its model); keeps the
+    seed tokens of the last call (``last_seeds``: per scene long [N_b], -1 for learned queries)."""
 
     def __init__(self, module: torch.nn.Module, watch: Stopwatch) -> None:
         self.module = module
         self.watch = watch
+        self.last_seeds: Optional[list[torch.Tensor]] = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         with self.watch:
-            return self.module(*args, **kwargs)
+            out = self.module(*args, **kwargs)
+        seeds = [s.detach() for s in getattr(out, "query_seed_token", None) or []]
+        # learned queries (seed -1 everywhere) have no seeds: no coverage to measure
+        self.last_seeds = seeds if any(bool((s >= 0).any()) for s in seeds) else None
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        # what a task reads of its model (e.g. ``decoder``) is the wrapped module's
+        return getattr(self.module, name)
+
+
+def batch_seed_coverage(seeds: Sequence[torch.Tensor], batch: Any) -> list[SceneSeedCoverage]:
+    """Seed coverage of every scene of a batch (``pointformer.evaluation.seed_coverage``)."""
+    return [scene_seed_coverage(s, t.token_instance, t.token_weight) for s, t in zip(seeds, batch.targets)]
 
 
 class StudyTask:
@@ -273,14 +314,25 @@ class StudyTask:
         self.inner = inner
         self.model_time = Stopwatch(device)
         self.diagnostics: dict[str, SceneDiagnostics] = {}
+        self.coverage: dict[str, SceneSeedCoverage] = {}       # validation scenes, at the evaluation count
+        self.train_coverage: list[SceneSeedCoverage] = []      # training scenes since the last validation
 
     def training_loss(self, model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        return self.inner.training_loss(TimedCall(model, self.model_time), batch)
+        call = TimedCall(model, self.model_time)
+        result = self.inner.training_loss(call, batch)
+        if call.last_seeds is not None:
+            self.train_coverage.extend(batch_seed_coverage(call.last_seeds, batch))
+        return result
 
     @torch.no_grad()
     def predict(self, model: torch.nn.Module, batch: Any) -> list[Any]:
         predictions = []
-        for b, (instances, point_tokens) in enumerate(self.inner.predict_instances(model, batch)):
+        call = TimedCall(model, Stopwatch(batch.xyz.device))
+        scenes = self.inner.predict_instances(call, batch)
+        if call.last_seeds is not None:
+            for scene_id, coverage in zip(batch.scene_ids, batch_seed_coverage(call.last_seeds, batch)):
+                self.coverage[scene_id] = coverage
+        for b, (instances, point_tokens) in enumerate(scenes):
             predictions.append(instances.to_scene_prediction(point_tokens, self.inner.class_ids))
             target = batch.targets[b]
             self.diagnostics[batch.scene_ids[b]] = scene_diagnostics(
@@ -295,6 +347,18 @@ class StudyTask:
         """The diagnostics of the scenes predicted since the last call (scene id -> diagnostics)."""
         taken, self.diagnostics = self.diagnostics, {}
         return taken
+
+    def take_coverage(self) -> dict[str, Optional[float]]:
+        """Seed coverage since the last call: of the validation scenes at the evaluation query count
+        (``seed_coverage*``) and of the training batches (``train_seed_coverage*``, augmented scenes)."""
+        val, self.coverage = list(self.coverage.values()), {}
+        train, self.train_coverage = self.train_coverage, []
+        out: dict[str, Optional[float]] = {}
+        if val:   # none for learned queries
+            out.update(summarize_seed_coverage(val))
+        if train:
+            out.update(summarize_seed_coverage(train, prefix="train_seed_coverage"))
+        return out
 
 
 class StudyHook(Hook):
@@ -340,8 +404,11 @@ class StudyHook(Hook):
         stability = assignment_stability(self.assignment, current) if self.assignment is not None else {
             "assignment_stability": None, "assignment_retention": None}
         self.assignment = current
-        extra = {**summarize(list(diagnostics.values())), **stability, "train_seconds": self.clock.train_seconds,
-                 **self.clock.summary()}
+        # seed coverage where the task measures it (StudyTask; other tasks, e.g. the 2D study's, may not)
+        take_coverage = getattr(self.task, "take_coverage", None)
+        coverage = take_coverage() if take_coverage is not None else {}
+        extra = {**summarize(list(diagnostics.values())), **stability, **coverage,
+                 "train_seconds": self.clock.train_seconds, **self.clock.summary()}
         record = {"step": step, **{k: metrics[k] for k in ("map", "map50", "map25")}, **extra}
         self.evaluations = [r for r in self.evaluations if r["step"] < step] + [record]
         if trainer.dist.is_main:
@@ -372,10 +439,17 @@ class RunSpec:
     overrides: tuple[str, ...]
     threads: int
     fingerprint: str
+    lr: Optional[float] = None      # the swept learning rate (None: the preset's)
+
+    @property
+    def name(self) -> str:
+        """The run's variant as the report groups it: ``variant`` or ``variant@lr<lr>`` in an lr sweep."""
+        return self.variant if self.lr is None else f"{self.variant}@lr{self.lr:g}"
 
 
 def run_overrides(size: StudySize, variant: Variant, seed: int, data_root: Path, run_dir: Path, device: str,
-                  data_config: str = "synthetic", batch_size: Optional[int] = None) -> list[str]:
+                  data_config: str = "synthetic", batch_size: Optional[int] = None,
+                  lr: Optional[float] = None) -> list[str]:
     """The Hydra overrides of one run: the preset, the variant, the data, the schedule and the run folder."""
     # the OneCycle schedule spans epochs x steps-per-epoch >= steps: it ends (almost) with the run
     batch_size = batch_size or _batch_size(size)
@@ -387,7 +461,7 @@ def run_overrides(size: StudySize, variant: Variant, seed: int, data_root: Path,
         f"trainer.max_steps={size.steps}", f"trainer.epochs={epochs}",
         f"trainer.val_every_steps={size.eval_every}", f"trainer.checkpoint_every_steps={size.eval_every}",
         f"trainer.log_every={size.log_every}", "trainer.resume=auto",
-        *size.overrides,
+        *size.overrides, *([f"trainer.lr={lr:g}"] if lr is not None else []),
     ]
 
 
@@ -410,7 +484,7 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
     from pointformer.engine.trainer import resolve_device
 
     run_dir = Path(spec.run_dir)
-    emit("run_started", variant=spec.variant, seed=spec.seed, run_dir=spec.run_dir, pid=os.getpid())
+    emit("run_started", variant=spec.name, seed=spec.seed, run_dir=spec.run_dir, pid=os.getpid())
     cfg = compose_config(list(spec.overrides))
     settings = RunSettings.from_config(cfg)
     device = resolve_device(settings.trainer.device, DistInfo())
@@ -418,7 +492,9 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
     inner = InstanceSegmentationTask.from_settings(settings, class_ids=dataset_class_ids(settings),
                                                    assignment_timer=assignment_timer)
     task = StudyTask(inner, device)
-    meta = {"variant": spec.variant, "label": VARIANTS[spec.variant].label, "seed": spec.seed,
+    label = VARIANTS[spec.variant].label + ("" if spec.lr is None else f", lr {spec.lr:g}")
+    meta = {"variant": spec.name, "label": label, "loss_variant": spec.variant, "lr": settings.trainer.lr,
+            "seed": spec.seed,
             "fingerprint": spec.fingerprint, "loss": settings.loss.name,
             "query_init": decoder_query_setup(settings).query_init,
             "num_queries": int(settings.model.decoder["num_queries"]), "model": settings.model.name}
@@ -437,10 +513,17 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
 
 
 def fingerprint(size: StudySize, variant: Variant, seed: int, device: str,
-                external_data: Optional[str] = None) -> str:
-    """What makes two runs the same run (not the output folder): preset, data, schedule, variant, seed."""
-    key = {"size": {**asdict(size), "variants": None, "seeds": None}, "variant": asdict(variant), "seed": seed,
-           "device": device}
+                external_data: Optional[str] = None, lr: Optional[float] = None) -> str:
+    """What makes two runs the same run (not the output folder): preset, data, schedule, variant, seed
+    (and the swept lr: the rest of the sweep is not part of a run)."""
+    fields = {**asdict(size), "variants": None, "seeds": None}
+    fields.pop("lrs")             # a run's own lr is its key below; the rest of the sweep is not
+    fields.pop("variant_lrs")
+    if fields["scene_preset"] == "basic":
+        del fields["scene_preset"]  # absent when default: the recorded studies keep their fingerprints
+    key = {"size": fields, "variant": asdict(variant), "seed": seed, "device": device}
+    if lr is not None:
+        key["lr"] = lr
     if external_data is not None:  # generated data live inside OUT (a moved study keeps its fingerprints)
         key["external_data"] = external_data
     key = json.dumps(key, sort_keys=True)
@@ -455,12 +538,15 @@ def plan_runs(out: Path, size: StudySize, data_root: Path, device: str, threads:
     for seed in size.seeds:
         for name in size.variants:
             variant = VARIANTS[name]
-            run_dir = out / "runs" / name / f"seed{seed}"
-            specs.append(RunSpec(variant=name, seed=seed, run_dir=str(run_dir), threads=threads,
-                                 overrides=tuple(run_overrides(size, variant, seed, data_root, run_dir, device,
-                                                               data_config, batch_size)),
-                                 fingerprint=fingerprint(size, variant, seed, device,
-                                                         f"{data_config}:{data_root}" if external else None)))
+            for lr in size.lrs_of(name):
+                run_name = name if lr is None else f"{name}@lr{lr:g}"
+                run_dir = out / "runs" / run_name / f"seed{seed}"
+                specs.append(RunSpec(variant=name, seed=seed, run_dir=str(run_dir), threads=threads, lr=lr,
+                                     overrides=tuple(run_overrides(size, variant, seed, data_root, run_dir, device,
+                                                                   data_config, batch_size, lr)),
+                                     fingerprint=fingerprint(size, variant, seed, device,
+                                                             f"{data_config}:{data_root}" if external else None,
+                                                             lr)))
     return specs
 
 
@@ -505,7 +591,7 @@ def run_study(out: Path, size: StudySize, *, device: str = "cpu", jobs: int = 1,
     for spec in specs:
         done = check_run_dir(spec)
         if done is not None:
-            emit("run_skipped", variant=spec.variant, seed=spec.seed, reason="finished", final=done.get("final"))
+            emit("run_skipped", variant=spec.name, seed=spec.seed, reason="finished", final=done.get("final"))
         else:
             todo.append(spec)
     atomic_write_json(out / "study.json", {"size": asdict(size), "device": device, "jobs": jobs, "threads": threads,
@@ -515,7 +601,7 @@ def run_study(out: Path, size: StudySize, *, device: str = "cpu", jobs: int = 1,
     if jobs <= 1 or len(todo) <= 1:
         for spec in todo:
             done = train_one(spec)
-            emit("run_finished", variant=spec.variant, seed=spec.seed, final=done["final"], timing=done["timing"])
+            emit("run_finished", variant=spec.name, seed=spec.seed, final=done["final"], timing=done["timing"])
     else:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -523,12 +609,12 @@ def run_study(out: Path, size: StudySize, *, device: str = "cpu", jobs: int = 1,
         with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
             futures = {}
             for spec in todo:
-                emit("run_queued", variant=spec.variant, seed=spec.seed, run_dir=spec.run_dir)
+                emit("run_queued", variant=spec.name, seed=spec.seed, run_dir=spec.run_dir)
                 futures[pool.submit(train_one, spec)] = spec  # workers print on the shared stdout
             for future in as_completed(futures):
                 spec = futures[future]
                 done = future.result()
-                emit("run_finished", variant=spec.variant, seed=spec.seed, final=done["final"], timing=done["timing"])
+                emit("run_finished", variant=spec.name, seed=spec.seed, final=done["final"], timing=done["timing"])
     summary: dict[str, Any] = {"out": out, "runs": len(specs), "trained": len(todo),
                                "seconds": round(time.perf_counter() - study_start, 1)}
     if report:
@@ -549,8 +635,20 @@ def _report_module() -> Any:
 
 # ----------------------------------------------------------------------------------------- CLI
 def build_size(args: argparse.Namespace) -> StudySize:
-    size = SIZES["quick" if args.quick else "full" if args.full else "default"]
+    size = SIZES["quick" if args.quick else "full" if args.full else args.size]
     changes: dict[str, Any] = {}
+    if args.lrs:
+        changes["lrs"] = tuple(float(v) for v in args.lrs.split(",") if v.strip())
+    if args.lr_for:
+        pairs = []
+        for item in args.lr_for:
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"--lr-for expects VARIANT=LR, got {item!r}")
+            pairs.append((name.strip(), float(value)))
+        changes["variant_lrs"] = tuple(pairs)
+    if args.scene_preset:
+        changes["scene_preset"] = args.scene_preset
     if args.variants:
         changes["variants"] = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     if args.seeds:
@@ -563,6 +661,14 @@ def build_size(args: argparse.Namespace) -> StudySize:
         changes["log_every"] = math.gcd(changes["eval_every"], size.log_every)
     if args.override:
         changes["overrides"] = size.overrides + tuple(args.override)
+    if args.lr_from_sweep:
+        out = args.out or DEFAULT_OUT
+        chosen = _report_module().choose_lrs(out)
+        variants = changes.get("variants", size.variants)
+        missing = [v for v in variants if v not in chosen]
+        if missing:
+            raise ValueError(f"--lr-from-sweep: no finished sweep run in {out}/runs for {missing}")
+        changes["variant_lrs"] = tuple((v, chosen[v]) for v in variants)
     size = replace(size, **changes)
     size.validate()
     return size
@@ -574,6 +680,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--quick", action="store_true", help="two short runs on tiny scenes (the test)")
     which.add_argument("--full", action="store_true", help="GPU setting: ScanNet-sized scenes, Mask3D-size model")
+    which.add_argument("--size", default="default", choices=sorted(SIZES),
+                       help="a named setting of SIZES (default: default); scannet_scale = the ScanNet-scale study")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"output folder (default {DEFAULT_OUT}; --quick and --full need an explicit one)")
     parser.add_argument("--variants", default=None, help=f"comma-separated subset of {','.join(VARIANTS)}")
@@ -590,13 +698,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              "(e.g. ScanNet: the OUT_DIR of `pointformer preprocess scannet`)")
     parser.add_argument("--data-config", default=None,
                         help="data config group for --data-root (default scannet; synthetic without --data-root)")
+    parser.add_argument("--lrs", default=None, help="comma-separated learning rates to sweep (one run per variant, "
+                        "lr and seed; run folders runs/<variant>@lr<lr>/seed<k>)")
+    parser.add_argument("--lr-for", action="append", default=[], metavar="VARIANT=LR",
+                        help="run VARIANT at LR only (repeatable; e.g. the lr a sweep chose, for more seeds)")
+    parser.add_argument("--lr-from-sweep", action="store_true",
+                        help="run every variant at the lr its finished sweep runs in OUT did best with (highest "
+                             "final mAP50 of the sweep seed; convergence_report.choose_lrs)")
+    parser.add_argument("--scene-preset", default=None, choices=("basic", "scannet"),
+                        help="generator preset of the synthetic scenes (pointformer synth scannet --preset)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     parser.add_argument("--jobs", type=int, default=1, help="runs trained in parallel processes (default 1)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
     parser.add_argument("--no-report", action="store_true", help="train only; write the report later with "
                         "benchmarks/convergence_report.py OUT")
     args = parser.parse_args(argv)
-    if (args.quick or args.full) and args.out is None:
+    if (args.quick or args.full or args.size != "default") and args.out is None:
         parser.error("--quick and --full write elsewhere than the recorded CPU study: pass --out")
     if args.jobs < 1 or args.threads < 1:
         parser.error("--jobs and --threads must be >= 1")

@@ -32,7 +32,12 @@ from pointformer.io.atomic import atomic_write_bytes, atomic_write_text
 REACH_FRACTION = 0.9
 # one colour and one row position per variant in every study (unknown variants follow)
 CANONICAL_ORDER = ("influencer", "influencer_sigmoid", "hungarian", "hungarian_seeded", "greedy", "influencer_unseeded")
-CURVE_KEYS = ("map", "map50", "map25", "duplicate_rate", "unmatched_gt_rate", "assignment_stability", "train_seconds")
+CURVE_KEYS = ("map", "map50", "map25", "duplicate_rate", "unmatched_gt_rate", "assignment_stability", "train_seconds",
+              "seed_coverage")   # seed_coverage: seeded queries only (benchmarks/seeding.py, docs/convergence.md)
+# the issue's goal: the seeded ownership form reaches Hungarian's final mAP50 in at most this share of its
+# steps and ends at least GOAL_MARGIN above it (seed means)
+GOAL_STEP_FRACTION = 0.5
+GOAL_MARGIN = 0.03
 TIMING_KEYS = ("t_step", "t_data", "t_model", "t_loss", "t_assign", "t_backward")
 
 
@@ -103,7 +108,7 @@ def load_runs(out: Path) -> list[RunCurves]:
     if not runs:
         raise ValueError(f"{runs_dir}: no run has an evaluation yet")
     rank = {name: i for i, name in enumerate(order)}
-    runs.sort(key=lambda r: (rank.get(r.variant, len(rank)), r.variant, r.seed))
+    runs.sort(key=lambda r: (rank.get(r.variant.split("@")[0], len(rank)), r.variant, r.seed))
     return runs
 
 
@@ -131,6 +136,81 @@ def summarise(runs: Sequence[RunCurves]) -> list[VariantSummary]:
                                         finished=sum(r.finished for r in group), steps=steps, curves=curves,
                                         timing=timing))
     return summaries
+
+
+def _family(variant: str) -> str:
+    return variant.split("@")[0]
+
+
+def goal_check(summaries: Sequence[VariantSummary], seeded: str = "influencer",
+               baseline: str = "hungarian") -> Optional[dict[str, Any]]:
+    """The issue's goal, measured: does ``seeded`` reach ``baseline``'s final mAP50 (seed mean) in at most
+    GOAL_STEP_FRACTION of its steps and end >= GOAL_MARGIN above it? In an lr sweep each loss is
+    represented by its row with the most seeds (then the best final mAP50). None without both losses."""
+    def pick(family: str) -> Optional[VariantSummary]:
+        rows = [s for s in summaries if _family(s.variant) == family and s.steps]
+        def rank(s: VariantSummary) -> tuple[int, float]:
+            final = s.stat("map50")["mean"]
+            return len(s.seeds), -1.0 if final is None else final
+        return max(rows, key=rank, default=None)
+
+    ours, base = pick(seeded), pick(baseline)
+    if ours is None or base is None:
+        return None
+    target = base.stat("map50")["mean"]
+    final = ours.stat("map50")["mean"]
+    reach = first_reach(ours.steps, ours.mean_curve("map50"), target) if target is not None else None
+    reach_step = ours.steps[reach] if reach is not None else None
+    margin = None if final is None or target is None else final - target
+    met = (reach_step is not None and reach_step <= GOAL_STEP_FRACTION * base.steps[-1]
+           and margin is not None and margin >= GOAL_MARGIN)
+    return {"seeded": ours.variant, "baseline": base.variant, "seeds": [len(ours.seeds), len(base.seeds)],
+            "baseline_final_step": base.steps[-1], "baseline_final_map50": base.stat("map50"),
+            "seeded_final_map50": ours.stat("map50"), "seeded_step_reaching_baseline_final": reach_step,
+            "final_margin": margin, "step_fraction_required": GOAL_STEP_FRACTION, "margin_required": GOAL_MARGIN,
+            "met": bool(met)}
+
+
+def goal_markdown(goal: Optional[dict[str, Any]]) -> str:
+    if goal is None:
+        return ""
+    b, o = goal["baseline_final_map50"], goal["seeded_final_map50"]
+    reach = goal["seeded_step_reaching_baseline_final"]
+    return (f"\nGoal ({goal['seeded']} vs {goal['baseline']}, seeds {goal['seeds'][0]} / {goal['seeds'][1]}): "
+            f"baseline final mAP50 {_spread(b)} at step {goal['baseline_final_step']}; seeded final {_spread(o)}; "
+            f"seeded reaches the baseline's final at step {reach if reach is not None else 'never'} (required <= "
+            f"{goal['step_fraction_required'] * goal['baseline_final_step']:g}); margin "
+            f"{_fmt(goal['final_margin'])} (required >= {goal['margin_required']}): "
+            f"**{'met' if goal['met'] else 'not met'}**.\n")
+
+
+def choose_lrs(out: Path | str) -> dict[str, float]:
+    """The learning rate each loss variant does best with in an lr sweep (runs ``<variant>@lr<lr>``):
+    highest final mAP50 on the lowest seed every lr of that variant finished; ties go to the higher
+    mean mAP50 over the evaluations (the faster riser), then the lower lr."""
+    best: dict[str, tuple[tuple[float, float, float], float]] = {}
+    finished: dict[str, dict[float, dict[int, list[dict[str, Any]]]]] = {}
+    for path in sorted(Path(out).glob("runs/*@lr*/seed*/done.json")):
+        evaluations = path.parent / "evaluations.json"
+        if not evaluations.is_file():
+            continue
+        payload = json.loads(evaluations.read_text())
+        variant = str(payload.get("loss_variant") or payload["variant"].split("@")[0])
+        lr = float(payload["lr"])
+        finished.setdefault(variant, {}).setdefault(lr, {})[int(payload["seed"])] = payload["evaluations"]
+    for variant, by_lr in finished.items():
+        common = set.intersection(*(set(seeds) for seeds in by_lr.values()))
+        if not common:
+            continue
+        seed = min(common)
+        for lr, seeds in by_lr.items():
+            records = seeds[seed]
+            final = _float(records[-1].get("map50")) if records else math.nan
+            mean = float(np.nanmean([_float(r.get("map50")) for r in records])) if records else math.nan
+            key = (np.nan_to_num(final, nan=-1.0), np.nan_to_num(mean, nan=-1.0), -lr)
+            if variant not in best or key > best[variant][0]:
+                best[variant] = (key, lr)
+    return {variant: lr for variant, (_, lr) in best.items()}
 
 
 def first_reach(steps: Sequence[int], values: np.ndarray, threshold: float) -> Optional[int]:
@@ -165,7 +245,8 @@ def build_table(summaries: Sequence[VariantSummary]) -> tuple[list[dict[str, Any
         row = {
             "variant": s.variant, "label": s.label, "seeds": len(s.seeds), "finished": s.finished,
             "final_step": s.steps[-1],
-            **{f"final_{k}": s.stat(k) for k in ("map", "map50", "map25", "duplicate_rate", "unmatched_gt_rate")},
+            **{f"final_{k}": s.stat(k) for k in ("map", "map50", "map25", "duplicate_rate", "unmatched_gt_rate",
+                                                 "seed_coverage")},
             "best_map50_over_steps": float(np.nanmax(mean_map50)) if np.isfinite(mean_map50).any() else None,
             "steps_to_90pct_best": s.steps[reach] if reach is not None else None,
             "seconds_to_90pct_best": float(mean_time[reach]) if reach is not None else None,
@@ -196,11 +277,11 @@ def table_markdown(rows: Sequence[dict[str, Any]], reference: dict[str, Any]) ->
     """The table as Markdown (what BENCHMARKS.md quotes)."""
     head = ("| variant | seeds | step | mAP50 mean [min, max] | mAP | mAP25 | steps (s) to 90 % of best | "
             "ms/step: total = data + model + loss (assign) + backward | duplicates | unmatched GT | "
-            "stability: mean (last) |")
+            "stability: mean (last) | seed coverage |")
     lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     for r in rows:
         if "final_step" not in r:
-            lines.append(f"| {r['label']} | {r['seeds']} | – | no evaluation yet | | | | | | | |")
+            lines.append(f"| {r['label']} | {r['seeds']} | – | no evaluation yet | | | | | | | | |")
             continue
         reach = "not reached" if r["steps_to_90pct_best"] is None else (
             f"{r['steps_to_90pct_best']} ({_fmt(r['seconds_to_90pct_best'], 0)} s; "
@@ -212,12 +293,13 @@ def table_markdown(rows: Sequence[dict[str, Any]], reference: dict[str, Any]) ->
             f"{_fmt(r['final_map']['mean'])} | "
             f"{_fmt(r['final_map25']['mean'])} | {reach} | {ms} | {_fmt(r['final_duplicate_rate']['mean'], 2)} | "
             f"{_fmt(r['final_unmatched_gt_rate']['mean'], 2)} | {_fmt(r['assignment_stability_mean'], 2)} "
-            f"({_fmt(r['final_assignment_stability']['mean'], 2)}) |")
+            f"({_fmt(r['final_assignment_stability']['mean'], 2)}) | {_fmt(r['final_seed_coverage']['mean'], 2)} |")
     best = reference.get("best_final_map50")
     lines.append("")
     lines.append(f"Best final mAP50 (seed mean): {_fmt(best)} ({reference.get('best_variant')}); "
                  f"90 % of it = {_fmt(reference.get('threshold_map50'))}. Steps/seconds to reach it are read off the "
-                 "seed-mean curve; seconds = training wall-clock (evaluations excluded).")
+                 "seed-mean curve; seconds = training wall-clock (evaluations excluded). Seed coverage: share of the "
+                 "held-out GT instances holding a query seed at the last evaluation (seeded queries only).")
     return "\n".join(lines) + "\n"
 
 
@@ -339,7 +421,9 @@ def write_report(out: Path | str) -> dict[str, Any]:
     rows, reference = build_table(summaries)
     atomic_write_text(out / "curves.csv", curves_csv(runs))
     atomic_write_text(out / "table.csv", table_csv(rows))
-    atomic_write_text(out / "table.md", table_markdown(rows, reference) + "\n" + curve_table_markdown(summaries))
+    goal = goal_check(summaries)
+    atomic_write_text(out / "table.md", table_markdown(rows, reference) + goal_markdown(goal) + "\n"
+                      + curve_table_markdown(summaries))
     plots = _plot(summaries, out, reference)
     study = json.loads((out / "study.json").read_text()) if (out / "study.json").is_file() else {}
     data_stats = {}
@@ -348,8 +432,13 @@ def write_report(out: Path | str) -> dict[str, Any]:
         if stamp.is_file():
             data_stats = json.loads(stamp.read_text())
     settings = {k: study.get(k) for k in ("size", "device", "jobs", "threads", "torch", "cpu_count")}
-    summary = {"reference": reference, "variants": rows, "study": settings,
-               "data": data_stats, "files": [str(p.name) for p in plots] + ["curves.csv", "table.csv", "table.md"]}
+    evaluations = [{"variant": r.variant, "seed": r.seed, "finished": r.finished,
+                    "evaluations": [{k: e.get(k) for k in ("step", "map", "map50", "map25", "seed_coverage",
+                                                           "unmatched_gt_rate", "duplicate_rate") if k in e}
+                                    for e in r.records]} for r in runs]
+    summary = {"reference": reference, "goal": goal, "variants": rows, "study": settings,
+               "data": data_stats, "runs": evaluations,
+               "files": [str(p.name) for p in plots] + ["curves.csv", "table.csv", "table.md"]}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, allow_nan=True))
     return {"table": str(out / "table.md"), "plots": [str(p) for p in plots], "reference": reference}
 

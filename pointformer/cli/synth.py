@@ -25,8 +25,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     sc.add_argument("--scenes", type=_positive, default=4, help="annotated scenes under scans/ (default 4)")
     sc.add_argument("--test-scenes", type=_positive, default=1, help="unannotated scenes under scans_test/ (default 1)")
     sc.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
-    sc.add_argument("--vertices", type=int, default=20000,
-                    help="target vertices per scene, e.g. 5000 for tests or 150000 for ScanNet-sized scenes")
+    sc.add_argument("--vertices", type=int, default=None,
+                    help="target vertices per scene (default: the preset's, 20000 basic / 150000 scannet)")
+    sc.add_argument("--preset", choices=("basic", "scannet"), default="basic",
+                    help="basic (default: 10-20 mostly large objects, clean meshes) or scannet (ScanNet-like: "
+                         "25-50 objects, many small, uneven density, holes; docs/convergence.md)")
     sc.add_argument("--val-fraction", type=float, default=0.25, help="share of scenes listed in the val split")
     sc.add_argument("--defects", action="store_true",
                     help="inject the real release's defects (invalid labels, duplicated segGroups, hi-res aggregation)")
@@ -54,7 +57,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         result = generate_scannet(args.out_root, num_scenes=args.scenes, num_test_scenes=args.test_scenes,
                                   seed=args.seed, target_vertices=args.vertices, defects=args.defects,
                                   val_fraction=args.val_fraction, split_files=not args.no_split_files,
-                                  label_set=args.label_set)
+                                  label_set=args.label_set, preset=args.preset)
     except (ValueError, OSError) as exc:
         print(f"pointformer synth scannet: {exc}", file=sys.stderr)
         return 1

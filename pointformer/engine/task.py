@@ -12,6 +12,7 @@ from pointformer.build import build_loss
 from pointformer.config import ConfigError, RunSettings
 from pointformer.data.collate import SceneBatch
 from pointformer.evaluation import EvaluationResult, ScenePrediction, evaluate_scenes
+from pointformer.evaluation.seed_coverage import scene_seed_coverage
 from pointformer.inference.instances import InstancePrediction
 from pointformer.inference.postprocess import Postprocessor
 from pointformer.inference.predictor import predict_instances
@@ -57,6 +58,13 @@ class InstanceSegmentationTask:
         losses = self.criterion(out.layers, out.query_seed_token, batch.targets, out.token_objectness)
         # the last stage's terms (and objectness) are logged; per-layer terms would flood the progress bar
         logs = {k: float(v) for k, v in losses.items() if k != "loss" and "/" not in k}
+        seeds = out.query_seed_token
+        if seeds and all(bool((s >= 0).all()) for s in seeds):  # seeded queries: share of GT holding a seed
+            covered = [scene_seed_coverage(s, t.token_instance, t.token_weight).seeded
+                       for s, t in zip(seeds, batch.targets)]
+            hits = np.concatenate(covered) if covered else np.zeros(0, dtype=bool)
+            if hits.size:
+                logs["seed_coverage"] = float(hits.mean())
         return losses["loss"], logs
 
     def predict_instances(self, model: torch.nn.Module,

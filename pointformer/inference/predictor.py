@@ -34,6 +34,7 @@ from pointformer.data.transforms import PointSample, build_transforms
 from pointformer.evaluation import EvaluationResult, ScenePrediction, class_set, evaluate_scenes
 from pointformer.inference.instances import InstancePrediction, PointInstances, point_instances
 from pointformer.inference.postprocess import Postprocessor
+from pointformer.inference.reseed import Reseeder
 from pointformer.io.checkpoint import CheckpointError, load_checkpoint
 from pointformer.inference.tiling import predict_tiled, voxel_units
 from pointformer.preprocess.cloud_segmentator import cell_superpoints, cloud_normals, segment_cloud
@@ -90,11 +91,12 @@ class ScanInstances:
 
 @torch.no_grad()
 def predict_instances(model: nn.Module, batch: SceneBatch, postprocessor: Postprocessor, *,
-                      seed: int) -> list[tuple[InstancePrediction, Tensor]]:
+                      seed: int, reseeder: Optional[Reseeder] = None) -> list[tuple[InstancePrediction, Tensor]]:
     """The model's instances for every scene of ``batch`` (already on the model's device).
 
     ``seed`` seeds the first FPS query, so predictions are reproducible; the query count is the
-    model's evaluation count (``model.decoder.eval_num_queries``).
+    model's evaluation count (``model.decoder.eval_num_queries``). ``reseeder``: a coverage-driven
+    re-seeding pass (``pointformer.inference.reseed``) that adds instances, never removes one.
     Returns per scene: (InstancePrediction over its P_b tokens, scene-local token of every point long [V_b]).
     """
     generator = torch.Generator(device=batch.xyz.device)
@@ -103,13 +105,14 @@ def predict_instances(model: nn.Module, batch: SceneBatch, postprocessor: Postpr
     final = out.final
     weights = out.tokens.split(out.tokens.weights)
     point_tokens = out.scene_point_to_token()
-    results = []
+    scenes = []
     for b in range(out.batch_size):
         background = None if final.background_logits is None else final.background_logits[b].float()
-        instances = postprocessor(final.mask_logits[b].float(), background, final.class_logits[b].float(),
-                                  weights[b].float())
-        results.append((instances, point_tokens[b]))
-    return results
+        scenes.append(postprocessor(final.mask_logits[b].float(), background, final.class_logits[b].float(),
+                                    weights[b].float()))
+    if reseeder is not None:
+        scenes = reseeder(model, out, scenes, postprocessor)
+    return list(zip(scenes, point_tokens))
 
 
 @dataclass

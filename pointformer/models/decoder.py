@@ -32,13 +32,13 @@ from torch import Tensor, nn
 
 from pointformer.models.heads import MASK_ACTIVATIONS, PredictionHeads, attention_block_mask
 from pointformer.models.position_encoding import FourierPositionEncoding, normalize_positions
-from pointformer.models.sampling import farthest_point_sampling
+from pointformer.models.sampling import farthest_point_sampling, size_score_scale
 from pointformer.models.tokens import Tokens
 
 __all__ = ["LayerPrediction", "DecoderOutput", "MultiHeadAttention", "DecoderLayer", "QueryDecoder"]
 
 QUERY_INITS = ("seeded", "learned")
-SEED_SAMPLINGS = ("fps", "objectness")
+SEED_SAMPLINGS = ("fps", "objectness", "size")
 
 
 @dataclass
@@ -194,8 +194,11 @@ class QueryDecoder(nn.Module):
             ``forward(num_queries=...)`` overrides both.
         query_init: "seeded" (default) or "learned".
         mask_activation: "ownership" (softmax over {background, queries}) or "sigmoid".
-        seed_sampling: "fps" or "objectness" (FPS among tokens the objectness head calls foreground
-            first, then among the rest).
+        seed_sampling: "fps", "objectness" (FPS among tokens the objectness head calls foreground
+            first, then among the rest) or "size" (size-aware FPS: the distance to the picked seeds is
+            scaled by ``(median weight / token weight) ** seed_size_alpha``, favouring small superpoints;
+            ``pointformer.models.sampling.size_score_scale``).
+        seed_size_alpha: strength of the "size" seeding (0 = plain FPS).
         objectness_head: add the token objectness head (default: on iff seed_sampling="objectness";
             it can be trained with "fps" seeding too, to measure it before relying on it).
         objectness_threshold: probability above which a token counts as foreground for seeding.
@@ -223,6 +226,7 @@ class QueryDecoder(nn.Module):
         seed_sampling: str = "fps",
         objectness_head: Optional[bool] = None,
         objectness_threshold: float = 0.5,
+        seed_size_alpha: float = 0.5,
         pos_dim: int = 3,
         pos_scale: float = 1.0,
         pre_norm: bool = False,
@@ -262,6 +266,8 @@ class QueryDecoder(nn.Module):
         num_unique_layers = num_layers if num_unique_layers is None else num_unique_layers
         if num_layers and not 1 <= num_unique_layers <= num_layers:
             raise ValueError(f"num_unique_layers must be in 1..num_layers={num_layers}, got {num_unique_layers}")
+        if seed_size_alpha < 0:
+            raise ValueError(f"seed_size_alpha must be >= 0, got {seed_size_alpha}")
         if not 0.0 < objectness_threshold < 1.0:
             raise ValueError(f"objectness_threshold must be a probability in (0, 1), got {objectness_threshold}")
 
@@ -274,6 +280,7 @@ class QueryDecoder(nn.Module):
         self.query_init = query_init
         self.mask_activation = mask_activation
         self.seed_sampling = seed_sampling
+        self.seed_size_alpha = seed_size_alpha
         self.objectness_logit_threshold = math.log(objectness_threshold / (1.0 - objectness_threshold))
         self.pos_dim = pos_dim
         self.masked_attention = masked_attention
@@ -328,9 +335,25 @@ class QueryDecoder(nn.Module):
             )
         return num_queries
 
+    def _given_seeds(self, seed_tokens: list[Tensor], key_pad: Tensor) -> Tensor:
+        """Explicit seed tokens as a padded long [B, N] (-1 = padding), checked against the tokens."""
+        if len(seed_tokens) != key_pad.shape[0]:
+            raise ValueError(f"seed_tokens: got {len(seed_tokens)} scenes, the tokens hold {key_pad.shape[0]}")
+        width = max(1, max(int(s.numel()) for s in seed_tokens))
+        seeds = torch.full((key_pad.shape[0], width), -1, dtype=torch.long, device=key_pad.device)
+        for b, s in enumerate(seed_tokens):
+            s = s.to(key_pad.device).long()
+            if s.numel() == 0:
+                raise ValueError(f"seed_tokens: scene {b} has no seed")
+            if int(s.min()) < 0 or int(s.max()) >= key_pad.shape[1] or bool(key_pad[b, s].any()):
+                raise ValueError(f"seed_tokens: scene {b} has seeds outside its tokens of weight > 0")
+            seeds[b, : s.numel()] = s
+        return seeds
+
     # ------------------------------------------------------------------ forward
     def forward(
-        self, tokens: Tokens, *, num_queries: Optional[int] = None, generator: Optional[torch.Generator] = None
+        self, tokens: Tokens, *, num_queries: Optional[int] = None, generator: Optional[torch.Generator] = None,
+        seed_tokens: Optional[list[Tensor]] = None,
     ) -> DecoderOutput:
         """
         Args:
@@ -340,6 +363,9 @@ class QueryDecoder(nn.Module):
                 in eval mode). Seeded queries: a scene with P_b < N tokens gets P_b queries.
             generator: seeded queries only — draws the first FPS seed at random (default: the token
                 farthest from the centroid, deterministic).
+            seed_tokens: seeded queries only — B tensors long [N_b] of scene-local tokens (weight > 0)
+                to seed the queries at, instead of sampling them (``num_queries`` is then ignored); used
+                by the re-seeding pass of ``pointformer.inference.reseed``.
         Returns:
             ``DecoderOutput`` with per-scene lists.
         """
@@ -360,18 +386,26 @@ class QueryDecoder(nn.Module):
         objectness = self.objectness(memory).squeeze(-1) if self.objectness is not None else None  # [B, T]
 
         if self.query_init == "seeded":
-            priority = None
-            if self.seed_sampling == "objectness":
-                priority = objectness.detach() > self.objectness_logit_threshold
-            seeds = farthest_point_sampling(
-                positions, ~key_pad, min(n_req, features.shape[1]), priority=priority, generator=generator
-            )  # [B, N]
+            if seed_tokens is not None:
+                seeds = self._given_seeds(seed_tokens, key_pad)
+            else:
+                priority = score_scale = None
+                if self.seed_sampling == "objectness":
+                    priority = objectness.detach() > self.objectness_logit_threshold
+                elif self.seed_sampling == "size":
+                    score_scale = size_score_scale(tokens.pad(tokens.weights)[0], ~key_pad, self.seed_size_alpha)
+                seeds = farthest_point_sampling(
+                    positions, ~key_pad, min(n_req, features.shape[1]), priority=priority, generator=generator,
+                    score_scale=score_scale,
+                )  # [B, N]
             query_pad = seeds < 0
             safe = seeds.clamp_min(0)
             rows = torch.arange(batch_size, device=seeds.device)[:, None]
             queries = self.query_proj(features[rows, safe])  # [B, N, H]
             query_pos = memory_pos[rows, safe]
         else:
+            if seed_tokens is not None:
+                raise ValueError("seed_tokens: only seeded queries (query_init='seeded') have seed tokens")
             seeds = torch.full((batch_size, n_req), -1, dtype=torch.long, device=features.device)
             query_pad = torch.zeros(batch_size, n_req, dtype=torch.bool, device=features.device)
             queries = self.query_content.weight[:n_req].unsqueeze(0).expand(batch_size, -1, -1)

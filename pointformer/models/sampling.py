@@ -13,7 +13,33 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-__all__ = ["farthest_point_sampling"]
+__all__ = ["farthest_point_sampling", "size_score_scale"]
+
+
+def size_score_scale(weights: Tensor, valid: Tensor, alpha: float = 0.5) -> Tensor:
+    """Per-token factor on the FPS distance that favours small tokens (size-aware seeding).
+
+    A large superpoint is usually part of a large surface (walls, floor, table tops) that other seeds
+    already reach; plain FPS on centroids spends many seeds on the room's boundary (the walls are the
+    farthest points) and skips small objects. Scaling the squared distance by ``(median / w) ** (2 alpha)``
+    makes a small token as attractive as a large one ``(w / median) ** alpha`` times farther away.
+
+    Args:
+        weights: float [B, T] points per token (padding: anything). valid: bool [B, T].
+        alpha: strength (0 = plain FPS).
+    Returns:
+        float [B, T] positive factors (1 at padding).
+    """
+    if alpha < 0:
+        raise ValueError(f"size-aware seeding: alpha must be >= 0, got {alpha}")
+    w = weights.detach().float().clamp_min(1e-6)
+    out = torch.ones_like(w)
+    for b in range(w.shape[0]):
+        row = valid[b]
+        if row.any():
+            median = w[b][row].median()
+            out[b] = torch.where(row, (median / w[b]) ** (2.0 * alpha), out[b])
+    return out
 
 
 def farthest_point_sampling(
@@ -23,6 +49,7 @@ def farthest_point_sampling(
     *,
     priority: Optional[Tensor] = None,
     generator: Optional[torch.Generator] = None,
+    score_scale: Optional[Tensor] = None,
 ) -> Tensor:
     """Pick ``num_samples`` tokens per scene, each the farthest from those picked before.
 
@@ -34,6 +61,8 @@ def farthest_point_sampling(
             them), the rest only once every priority token is taken. Used for objectness-guided
             seeding: FPS among the tokens called foreground, then the others.
         generator: when given, the first seed of every scene is drawn at random with it.
+        score_scale: optional positive float [B, T]: the next seed maximises squared distance to the
+            picked seeds times this factor (``size_score_scale``: size-aware seeding); None = plain FPS.
     Returns:
         long [B, num_samples] scene-local token indices in picking order, -1 where a scene ran out.
     """
@@ -60,6 +89,10 @@ def farthest_point_sampling(
     else:
         score = torch.rand((batch_size, num_tokens), generator=generator, device=generator.device).to(pos.device)
 
+    if score_scale is not None and score_scale.shape != valid.shape:
+        raise ValueError(f"farthest_point_sampling: score_scale must be [B, T] = {tuple(valid.shape)}, "
+                         f"got {tuple(score_scale.shape)}")
+    scale = None if score_scale is None else score_scale.detach().float().to(pos.device)
     available = valid.clone()
     min_dist = torch.full((batch_size, num_tokens), torch.inf, device=pos.device)
     for k in range(num_samples):
@@ -67,7 +100,8 @@ def farthest_point_sampling(
         pool = torch.where(pool.any(1, keepdim=True), pool, available)
         has_any = pool.any(1)
         # Scores are >= 0, so -1 marks tokens outside the pool.
-        index = (score if k == 0 else min_dist).masked_fill(~pool, -1.0).argmax(1)
+        current = score if k == 0 else (min_dist if scale is None else min_dist * scale)
+        index = current.masked_fill(~pool, -1.0).argmax(1)
         out[:, k] = torch.where(has_any, index, torch.full_like(index, -1))
         available[rows, index] = available[rows, index] & ~has_any
         picked = pos[rows, index]

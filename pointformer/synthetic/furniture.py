@@ -213,6 +213,20 @@ def nightstand(rng: np.random.Generator) -> Shape:
     return Shape(parts, w, d, h, top_z=h, top_half=(w / 2 - 0.1, d / 2 - 0.1))
 
 
+def small_cabinet(rng: np.random.Generator) -> Shape:
+    """A low cabinet or drawer unit (40-60 cm), with a door; something may stand on it."""
+    w, d, h = rng.uniform(0.35, 0.6), rng.uniform(0.3, 0.45), rng.uniform(0.4, 0.7)
+    parts: list[Part] = [Box((0, 0, h / 2), (w / 2, d / 2, h / 2)),
+                         Box((0, -d / 2 - 0.008, h / 2), (w / 2 - 0.02, 0.008, h / 2 - 0.03))]
+    return Shape(parts, w, d, h, top_z=h, top_half=(w / 2 - 0.08, d / 2 - 0.08))
+
+
+def trash_can(rng: np.random.Generator) -> Shape:
+    """An open-topped bin: a cylinder side without a lid (25-40 cm across)."""
+    r, h = rng.uniform(0.12, 0.2), rng.uniform(0.3, 0.6)
+    return Shape([Cylinder((0, 0, 0), r, h)], 2 * r, 2 * r, h)
+
+
 def stool(rng: np.random.Generator) -> Shape:
     r, h = rng.uniform(0.16, 0.22), rng.uniform(0.45, 0.65)
     return Shape([Cylinder((0, 0, 0), 0.04, h - 0.04), Cylinder((0, 0, h - 0.04), r, 0.04),
@@ -268,7 +282,11 @@ def window(rng: np.random.Generator) -> Shape:
     return Shape(parts, w, 0.08, h)
 
 
-def picture(rng: np.random.Generator) -> Shape:
+def picture(rng: np.random.Generator, *, small: bool = False) -> Shape:
+    """A framed picture; ``small`` draws the size range of ScanNet's many small frames (20-50 cm)."""
+    if small:
+        w, h = rng.uniform(0.2, 0.5), rng.uniform(0.2, 0.45)
+        return Shape([Box((0, -0.015, h / 2), (w / 2, 0.015, h / 2))], w, 0.03, h)
     w, h = rng.uniform(0.3, 0.9), rng.uniform(0.25, 0.7)
     return Shape([Box((0, -0.015, h / 2), (w / 2, 0.015, h / 2))], w, 0.03, h)
 

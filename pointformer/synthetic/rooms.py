@@ -97,10 +97,15 @@ class _Planner:
     def __init__(self, layout: Layout, rng: np.random.Generator) -> None:
         self.layout, self.rng = layout, rng
         layout._wall = {k: [] for k in range(4)}
+        # Objects with a surface other objects may stand on (tables, desks, counters, ...): the
+        # clutter pass of the "scannet" preset puts small items there.
+        self.surfaces: list[tuple[PlacedObject, fu.Shape]] = []
 
     def add(self, raw_label: str, shape: fu.Shape, yaw: float, xyz, annotated: bool = True) -> PlacedObject:
         obj = PlacedObject(raw_label, shape.parts, yaw, tuple(float(v) for v in xyz), annotated)
         self.layout.objects.append(obj)
+        if shape.top_z > 0:
+            self.surfaces.append((obj, shape))
         return obj
 
     def free_floor(self, rect, margin: float = 0.05) -> bool:
@@ -361,15 +366,58 @@ _FURNISH = {
 }
 
 
-def plan_room(rng: np.random.Generator, scene_type: str) -> Layout:
+def _add_clutter(P: _Planner, target_objects: int, tries: int = 400) -> None:
+    """Add small and mid-sized objects until the room holds ``target_objects`` annotated objects (or
+    ``tries`` placements were attempted): pictures on the walls, small cabinets, trash cans, stools,
+    chairs and plants on the floor, and items on every surface (lamps, monitors, boxes, pillows -- the
+    latter mostly outside the 18 benchmark classes, as ScanNet's "otherprop" clutter on tables).
+
+    ScanNet rooms hold many small objects (pictures, sinks, trash cans, small cabinets); the base
+    furnishing gives 10-20 objects, mostly large ones. Kinds are drawn with fixed weights."""
+    rng = P.rng
+    kinds = ("picture", "small cabinet", "trash can", "stool", "chair", "plant", "on top")
+    weights = np.array([0.22, 0.14, 0.16, 0.06, 0.1, 0.04, 0.28])
+    for _ in range(tries):
+        if sum(o.annotated for o in P.layout.objects) >= target_objects:
+            return
+        kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+        if kind == "picture":
+            P.wall_decor("picture", fu.picture(rng, small=True), float(rng.uniform(1.0, 1.8)))
+        elif kind == "small cabinet":
+            P.on_wall("cabinet", fu.small_cabinet(rng))
+        elif kind == "trash can":
+            P.on_floor("trash can", fu.trash_can(rng), margin=0.2)
+        elif kind == "stool":
+            P.on_floor("stool", fu.stool(rng))
+        elif kind == "chair":
+            P.on_floor("chair", fu.chair(rng), yaw=float(rng.uniform(-math.pi, math.pi)))
+        elif kind == "plant":
+            P.on_floor("plant", fu.plant(rng), annotated=rng.random() < 0.5)
+        elif P.surfaces:
+            host, host_shape = P.surfaces[int(rng.integers(len(P.surfaces)))]
+            label, shape = [("lamp", fu.lamp), ("monitor", fu.monitor), ("box", fu.small_box),
+                            ("pillow", fu.pillow)][int(rng.integers(4))]
+            P.on_top(label, shape(rng), host, host_shape, float(rng.uniform(-1, 1)),
+                     annotated=rng.random() < 0.8)
+
+
+def plan_room(rng: np.random.Generator, scene_type: str, *, clutter_objects: int = 0,
+              room_scale: float = 1.0) -> Layout:
     """Decide a room of the given type: its size and every object (all 18 benchmark classes occur
     across the room types; some objects touch: chairs at tables, lamps on night stands, pillows on
-    beds, sinks set into counters, curtains in front of windows)."""
+    beds, sinks set into counters, curtains in front of windows).
+
+    ``clutter_objects`` > 0: after the furnishing, add clutter (:func:`_add_clutter`) until the room
+    holds that many annotated objects, walls and floor included; ``room_scale`` multiplies the width
+    and depth (both used by the "scannet" preset; the defaults reproduce the base rooms exactly)."""
     if scene_type not in _FURNISH:
         raise ValueError(f"unknown scene type {scene_type!r}; choose from {ROOM_TYPES}")
+    if room_scale <= 0:
+        raise ValueError(f"room_scale must be positive, got {room_scale}")
     W, D = float(rng.uniform(3.5, 6.5)), float(rng.uniform(3.2, 5.5))
     if scene_type == "Bathroom":
         W, D = float(rng.uniform(2.6, 3.6)), float(rng.uniform(2.4, 3.2))
+    W, D = W * room_scale, D * room_scale
     layout = Layout(W, D, float(rng.uniform(2.5, 2.9)), scene_type)
     P = _Planner(layout, rng)
     # Structure: the floor and the four walls are annotated objects (stuff classes).
@@ -381,6 +429,8 @@ def plan_room(rng: np.random.Generator, scene_type: str) -> Layout:
     # Unannotated clutter (its segments belong to no segGroup, as in the real release).
     for _ in range(int(rng.integers(1, 3))):
         P.on_floor("box", fu.small_box(rng), annotated=False)
+    if clutter_objects > 0:
+        _add_clutter(P, clutter_objects)
     return layout
 
 
@@ -393,11 +443,18 @@ class RoomMesh:
     object_index: np.ndarray
 
 
-def mesh_layout(layout: Layout, spacing: float) -> RoomMesh:
-    """Triangulate every object of a layout at ``spacing`` metres between vertices."""
+def mesh_layout(layout: Layout, spacing: float, spacing_factor: Optional[np.ndarray] = None) -> RoomMesh:
+    """Triangulate every object of a layout at ``spacing`` metres between vertices.
+
+    ``spacing_factor``: optional float [num objects] multiplying the spacing per object (uneven scan
+    density: surfaces seen from close up or far away)."""
+    if spacing_factor is not None and len(spacing_factor) != len(layout.objects):
+        raise ValueError(f"spacing_factor has {len(spacing_factor)} entries for {len(layout.objects)} objects")
     parts: list[meshes.Mesh] = []
     owner: list[np.ndarray] = []
+    base_spacing = spacing
     for i, obj in enumerate(layout.objects):
+        spacing = base_spacing if spacing_factor is None else base_spacing * float(spacing_factor[i])
         if obj.raw_label == "floor":
             m = meshes.grid((0, 0, 0), (layout.width, 0, 0), (0, layout.depth, 0), spacing)
         elif obj.raw_label == "wall":

@@ -36,7 +36,9 @@ from pointformer.io.scannet import (
     SPLIT_FILE_NAMES, write_label_map, write_segs_json,
 )
 from pointformer.preprocess.segmentator import segment_mesh
-from pointformer.synthetic.rooms import RAW_CATEGORIES, ROOM_TYPES, mesh_layout, object_colors, plan_room
+from pointformer.synthetic.presets import punch_holes, resolve_preset
+from pointformer.synthetic.rooms import (RAW_CATEGORIES, ROOM_TYPES, RoomMesh, mesh_layout, object_colors,
+                                         plan_room)
 
 TEST_SCENE_START = 707  # the real test split is scene0707_00 .. scene0806_00
 DEFECTS = ("invalid_labels", "duplicate_groups", "hires_aggregation")
@@ -107,22 +109,36 @@ def _alignment(rng: np.random.Generator) -> np.ndarray:
     return m
 
 
-def _spacing_for(layout, target_vertices: int) -> float:
+def _spacing_for(layout, target_vertices: int, spacing_factor: Optional[np.ndarray] = None) -> float:
     """Vertex spacing that gives about ``target_vertices`` (two refinement passes on the layout)."""
     spacing = 0.15
     for _ in range(2):
-        count = mesh_layout(layout, spacing).vertices.shape[0]
+        count = mesh_layout(layout, spacing, spacing_factor).vertices.shape[0]
         spacing *= math.sqrt(count / target_vertices)
         spacing = min(max(spacing, 0.004), 1.0)
     return spacing
 
 
-def generate_scene(folder: str | Path, *, scene_id: str, seed: int, target_vertices: int = 20000,
+def _scan_artefacts(room: RoomMesh, layout, rng: np.random.Generator, preset) -> RoomMesh:
+    """Holes of the preset punched into a meshed room (vertices, their faces and owners removed)."""
+    count = int(rng.poisson(preset.holes_per_m2 * layout.width * layout.depth))
+    alive = punch_holes(room.vertices, room.object_index, rng, count=count, radius=preset.hole_radius,
+                        keep=preset.hole_keep)
+    new_index = np.cumsum(alive) - 1
+    faces = room.faces[alive[room.faces].all(1)]
+    return RoomMesh(room.vertices[alive], new_index[faces], room.object_index[alive])
+
+
+def generate_scene(folder: str | Path, *, scene_id: str, seed: int, target_vertices: Optional[int] = None,
                    scene_type: Optional[str] = None, annotated: bool = True,
                    defects: tuple[str, ...] = (), split: str = "train",
-                   label_set: str = "scannet") -> SyntheticScene:
+                   label_set: str = "scannet", preset: str = "basic") -> SyntheticScene:
     """Generate one scene folder (see the module docstring). ``defects``: any of DEFECTS;
-    ``label_set`` (LABEL_SETS) only decides the raw-category ids reported in ``raw_id``."""
+    ``label_set`` (LABEL_SETS) only decides the raw-category ids reported in ``raw_id``; ``preset``
+    (``pointformer.synthetic.presets.PRESETS``): "basic" (default) or "scannet" (ScanNet-like object
+    count and sizes, uneven density, holes); ``target_vertices`` defaults to the preset's."""
+    spec = resolve_preset(preset)
+    target_vertices = spec.default_vertices if target_vertices is None else target_vertices
     if target_vertices < 500:
         raise ValueError(f"target_vertices must be at least 500, got {target_vertices}")
     unknown = set(defects) - set(DEFECTS)
@@ -131,9 +147,21 @@ def generate_scene(folder: str | Path, *, scene_id: str, seed: int, target_verti
     raw_ids = label_map_ids(label_set)
     rng = np.random.default_rng(seed)
     scene_type = scene_type or str(rng.choice(ROOM_TYPES))
-    layout = plan_room(rng, scene_type)
-    spacing = _spacing_for(layout, target_vertices)
-    room = mesh_layout(layout, spacing)
+    spacing_factor = None
+    if spec.name == "basic":
+        layout = plan_room(rng, scene_type)
+    else:  # the preset's own stream: the basic preset's scenes stay exactly as they were
+        preset_rng = np.random.default_rng([seed, 2])
+        layout = plan_room(rng, scene_type, clutter_objects=int(preset_rng.integers(spec.objects[0],
+                                                                                    spec.objects[1] + 1)),
+                           room_scale=float(preset_rng.uniform(*spec.room_scale)))
+        if spec.density_jitter > 0:
+            j = math.log1p(spec.density_jitter)
+            spacing_factor = np.exp(preset_rng.uniform(-j, j, len(layout.objects)))
+    spacing = _spacing_for(layout, target_vertices, spacing_factor)
+    room = mesh_layout(layout, spacing, spacing_factor)
+    if spec.holes_per_m2 > 0:
+        room = _scan_artefacts(room, layout, preset_rng, spec)
     noise_rng = np.random.default_rng([seed, 1])
     # Scanner noise: 4 mm, at most 15% of the vertex spacing. At ScanNet's density (~2.8 cm) this gives
     # ScanNet's superpoint count (~1.9k per 150k vertices instead of ~500 for a noise-free mesh).
@@ -226,8 +254,9 @@ def _label_colors(labels: np.ndarray) -> np.ndarray:
 
 
 def generate_scannet(out_root: str | Path, *, num_scenes: int = 4, num_test_scenes: int = 1, seed: int = 0,
-                     target_vertices: int = 20000, defects: bool = False, val_fraction: float = 0.25,
-                     split_files: bool = True, label_set: str = "scannet") -> SyntheticScanNet:
+                     target_vertices: Optional[int] = None, defects: bool = False, val_fraction: float = 0.25,
+                     split_files: bool = True, label_set: str = "scannet",
+                     preset: str = "basic") -> SyntheticScanNet:
     """Write a synthetic ScanNet release under ``out_root`` and return its ground truth.
 
     num_scenes annotated scenes go to scans/ (the last ``round(num_scenes * val_fraction)`` form the
@@ -237,8 +266,11 @@ def generate_scannet(out_root: str | Path, *, num_scenes: int = 4, num_test_scen
     stray hi-res aggregation file (every annotated scene). ``split_files=False`` omits the
     scannetv2_*.txt lists. Room types cycle over ROOM_TYPES so that a few scenes cover all 18 classes.
     ``label_set`` (LABEL_SETS): the label map's ``id`` column, see the module docstring.
+    ``preset``: "basic" (default; 20k vertices unless ``target_vertices``) or "scannet" (150k vertices,
+    25-50 objects, many small, uneven density and holes; ``pointformer.synthetic.presets``).
     """
     raw_ids = label_map_ids(label_set)
+    resolve_preset(preset)
     if num_scenes < 0 or num_test_scenes < 0 or num_scenes + num_test_scenes == 0:
         raise ValueError(f"need at least one scene, got num_scenes={num_scenes}, num_test_scenes={num_test_scenes}")
     if not 0.0 <= val_fraction < 1.0:
@@ -266,13 +298,14 @@ def generate_scannet(out_root: str | Path, *, num_scenes: int = 4, num_test_scen
         scenes[scene_id] = generate_scene(
             root / "scans" / scene_id, scene_id=scene_id, seed=seed * 100_003 + i, target_vertices=target_vertices,
             scene_type=ROOM_TYPES[(seed + i) % len(ROOM_TYPES)], defects=injected, split=split,
-            label_set=label_set)
+            label_set=label_set, preset=preset)
         splits[split].append(scene_id)
     for j in range(num_test_scenes):
         scene_id = f"scene{TEST_SCENE_START + j:04d}_00"
         scenes[scene_id] = generate_scene(
             root / "scans_test" / scene_id, scene_id=scene_id, seed=seed * 100_003 + 50_000 + j,
-            target_vertices=target_vertices, annotated=False, split="test", label_set=label_set)
+            target_vertices=target_vertices, annotated=False, split="test", label_set=label_set,
+            preset=preset)
         splits["test"].append(scene_id)
     rows = [(raw, category, nyu40) for raw, (category, nyu40) in RAW_CATEGORIES.items()]
     write_label_map(root / LABEL_MAP_NAME, rows, ids=None if label_set == "scannet" else list(raw_ids.values()))

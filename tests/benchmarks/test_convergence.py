@@ -65,7 +65,7 @@ def test_bad_settings_are_rejected_with_clear_messages(tmp_path):
         report.write_report(tmp_path)
 
 
-@pytest.mark.parametrize("preset", ["quick", "default", "full"])
+@pytest.mark.parametrize("preset", ["quick", "default", "full", "scannet_scale"])
 def test_every_variant_composes_with_the_study_presets(preset, tmp_path):
     from pointformer.config.compose import compose_config
 
@@ -79,8 +79,10 @@ def test_every_variant_composes_with_the_study_presets(preset, tmp_path):
         assert cfg.trainer.max_steps == size.steps and cfg.trainer.val_every_steps == size.eval_every
         assert cfg.trainer.checkpoint_every_steps == size.eval_every and cfg.trainer.resume == "auto"
         assert cfg.trainer.epochs * (size.train_scenes // cfg.trainer.batch_size) >= size.steps
+        if spec.lr is not None:  # an lr sweep: the run's own rate
+            assert cfg.trainer.lr == pytest.approx(spec.lr) and spec.name == f"{spec.variant}@lr{spec.lr:g}"
     fingerprints = {s.fingerprint for s in conv.plan_runs(tmp_path, size, tmp_path, "cpu", 1)}
-    assert len(fingerprints) == len(size.variants) * len(size.seeds)
+    assert len(fingerprints) == len(size.variants) * len(size.seeds) * len(size.lrs or (None,))
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             conv.run_study(tmp_path / "gpu", size, device="cuda")
@@ -118,6 +120,17 @@ def test_reduced_study_end_to_end_writes_curves_table_and_plots(quick_study, cap
         # the trainer's own log carries the study's metrics too
         val = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"val"' in line]
         assert [v["step"] for v in val] == [3, 6] and all("duplicate_rate" in v for v in val)
+        # seed coverage at the evaluation count and over the training batches: seeded queries only
+        if variant == "influencer":
+            assert 0 < last["seed_coverage"] <= 1 and 0 < last["train_seed_coverage"] <= 1
+            assert last["seed_coverage/seeds_per_scene"] == 24    # the quick study's query count
+            assert all("seed_coverage" in v for v in val)
+            # the task itself logs the training batches' coverage (pointformer.engine.task)
+            train = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+                     if '"train"' in line]
+            assert train and all(0 <= t["seed_coverage"] <= 1 for t in train)
+        else:
+            assert "seed_coverage" not in last
     table = (out / "table.md").read_text()
     assert "Influencer, seeded ownership" in table and "Hungarian, learned queries" in table
     assert "90 % of it" in table
