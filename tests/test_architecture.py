@@ -27,6 +27,7 @@ LAYERS: list[set[str]] = [
     {"build"},
     {"inference"},
     {"engine"},
+    {"image"},
     {"cli"},
     {"__main__"},
 ]
