@@ -33,6 +33,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 log = logging.getLogger(__name__)
+_LOGGED_PER_KIND = 5
 
 
 class CocoFormatError(ValueError):
@@ -272,14 +273,13 @@ class CocoAnnotations:
             if not all(math.isfinite(v) for v in polygon):
                 self._fail(f"{where}: polygon {k} has a non-finite coordinate")
             if len(polygon) < 6:
-                log.warning("%s: %s: polygon %d has %d point(s), fewer than 3: skipped", self.path, where, k,
-                            len(polygon) // 2)
-                self.summary["short_polygons"] += 1
+                self._skip("short_polygons", f"{where}: polygon {k} has {len(polygon) // 2} point(s), "
+                           "fewer than 3: skipped")
                 continue
             polygons.append([float(v) for v in polygon])
         if not polygons:
-            log.warning("%s: %s has no polygon with 3 or more points: annotation skipped", self.path, where)
-            self.summary["annotations_without_polygon"] += 1
+            self._skip("annotations_without_polygon", f"{where} has no polygon with 3 or more points: "
+                       "annotation skipped")
             return None
         return polygons
 
@@ -336,9 +336,16 @@ class CocoAnnotations:
     def _warn_empty(self, instance: CocoInstance) -> None:
         if instance.annotation_id not in self._warned_empty:
             self._warned_empty.add(instance.annotation_id)
-            self.summary["empty_masks"] += 1
-            log.warning("%s: annotation id %d (image id %d) has an empty mask: skipped", self.path,
-                        instance.annotation_id, instance.image_id)
+            self._skip("empty_masks", f"annotation id {instance.annotation_id} (image id {instance.image_id}) "
+                       "has an empty mask: skipped")
+
+    def _skip(self, kind: str, message: str) -> None:
+        """Count a skipped item; the first few of each kind are logged one by one, the rest in the summary."""
+        self.summary[kind] += 1
+        if self.summary[kind] <= _LOGGED_PER_KIND:
+            log.warning("%s: %s", self.path, message)
+        elif self.summary[kind] == _LOGGED_PER_KIND + 1:
+            log.warning("%s: more %s; see the summary", self.path, kind)
 
     @property
     def coco(self) -> COCO:
