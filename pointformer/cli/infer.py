@@ -4,6 +4,9 @@ instance file and a JSON list of instances (and a PNG view with ``--png``).
 Superpoints: a triangle mesh goes through the mesh segmentator (as ScanNet scenes do); a bare point
 cloud is cut into cubic cells of ``--cell`` metres (superpoints need no mesh). The scan should be
 z-up and in metres, like ScanNet; colours are used when present (grey otherwise).
+
+``pointformer infer IMAGE.png --checkpoint CKPT`` (an image file and a 2D checkpoint): writes
+IMAGE_instances.png (instances coloured, class and score labels) and IMAGE_instances.json.
 """
 from __future__ import annotations
 
@@ -18,6 +21,31 @@ from pointformer.cli.common import add_checkpoint_options, load_predictor
 def _fail(message: str, status: int = 2) -> int:
     print(f"pointformer infer: error: {message}", file=sys.stderr)
     return status
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")  # files that go to the 2D flow
+
+
+def _infer_image(args: argparse.Namespace) -> int:
+    """An image file: the 2D flow (``pointformer.image.commands.infer_image_file``)."""
+    from pointformer.cli.common import import_modules
+    from pointformer.config import ConfigError
+    from pointformer.image.commands import infer_image_file
+    from pointformer.io.checkpoint import CheckpointError
+
+    if not args.checkpoint:
+        return _fail("an image needs --checkpoint PATH (a 2D run's checkpoint, e.g. "
+                     "demo_2d_output/run/checkpoints/best.pt)")
+    try:
+        import_modules(args.imports)
+        result = infer_image_file(args.checkpoint, args.scan, out=args.out, overrides=args.overrides,
+                                  device=args.device, score_threshold=args.score_threshold)
+    except (ConfigError, CheckpointError, ValueError) as exc:
+        return _fail(str(exc))
+    shown = [i for i in range(len(result.prediction.scores)) if result.prediction.scores[i] >= args.score_threshold]
+    print(f"{args.scan}: {len(shown)} instances with score >= {args.score_threshold:g}")
+    print(f"wrote {result.overlay}\n      {result.instances_json}")
+    return 0
 
 
 def main(argv: Sequence[str]) -> int:
@@ -36,7 +64,11 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the checkpoint config "
                                                      "(e.g. model.decoder.eval_num_queries=150)")
     add_checkpoint_options(parser)
+    parser.add_argument("--score-threshold", type=float, default=0.3,
+                        help="images: instances scoring below it are not drawn or listed (default 0.3)")
     args = parser.parse_args(list(argv))
+    if Path(args.scan).suffix.lower() in IMAGE_SUFFIXES:
+        return _infer_image(args)
 
     from pointformer.config import ConfigError
     from pointformer.engine.infer import find_default_checkpoint, predict_scan_file, read_scan, write_scan_instances
