@@ -80,8 +80,11 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+def _integral(value: Any) -> Any:
+    """A float with an integer value (some writers store sizes as 480.0) as that int; else unchanged."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def compressed_rle_counts(counts: str) -> list[int]:
@@ -183,7 +186,7 @@ class CocoAnnotations:
             file_name = entry.get("file_name")
             if not isinstance(file_name, str) or not file_name:
                 self._fail(f"{where} has no 'file_name'")
-            height, width = entry.get("height"), entry.get("width")
+            height, width = _integral(entry.get("height")), _integral(entry.get("width"))
             if not (_is_int(height) and _is_int(width)):
                 self._fail(f"{where} ({file_name}) needs integer 'height' and 'width', got {height!r}, {width!r}")
             if height <= 0 or width <= 0:
@@ -261,22 +264,30 @@ class CocoAnnotations:
                 self._fail(f"{where}: RLE run lengths add up to {sum(run_lengths)}, "
                            f"not height*width = {image.height * image.width}")
             return {"size": [image.height, image.width], "counts": counts}
+        if segmentation is None:
+            self._fail(f"{where} has no 'segmentation' (polygons or RLE)")
         if not isinstance(segmentation, list):
             self._fail(f"{where}: 'segmentation' must be a list of polygons or an RLE object, "
                        f"got {type(segmentation).__name__}")
         polygons = []
         for k, polygon in enumerate(segmentation):
-            if not isinstance(polygon, list) or not all(_number(v) for v in polygon):
+            if not isinstance(polygon, list):
                 self._fail(f"{where}: polygon {k} must be a flat list of numbers [x0, y0, x1, y1, ...]")
+            try:  # one C-level pass: TypeError for a non-number, a non-finite sum (or ValueError) for NaN / inf
+                finite = math.isfinite(math.fsum(polygon))
+            except TypeError:
+                self._fail(f"{where}: polygon {k} must be a flat list of numbers [x0, y0, x1, y1, ...]")
+            except (ValueError, OverflowError):
+                finite = False
             if len(polygon) % 2:
                 self._fail(f"{where}: polygon {k} has an odd number of coordinates ({len(polygon)})")
-            if not all(math.isfinite(v) for v in polygon):
+            if not finite:
                 self._fail(f"{where}: polygon {k} has a non-finite coordinate")
             if len(polygon) < 6:
                 self._skip("short_polygons", f"{where}: polygon {k} has {len(polygon) // 2} point(s), "
                            "fewer than 3: skipped")
                 continue
-            polygons.append([float(v) for v in polygon])
+            polygons.append(polygon)
         if not polygons:
             self._skip("annotations_without_polygon", f"{where} has no polygon with 3 or more points: "
                        "annotation skipped")

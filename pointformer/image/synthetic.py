@@ -151,12 +151,15 @@ class _Shape:
     full: np.ndarray
 
 
-def _draw_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[_Shape], Optional[tuple[int, np.ndarray]]]:
+_Crowd = tuple[int, np.ndarray]  # (category id, bool [H, W] mask)
+
+
+def _draw_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[_Shape], Optional[_Crowd]]:
     """One image: pixels float32 [H, W, 3], its shapes in painting order, and (category id, crowd mask)."""
     width = size
     height = size if rng.random() < 0.5 else max(8, (3 * size) // 4)
     image = _texture(rng, height, width)
-    crowd: Optional[tuple[int, np.ndarray]] = None
+    crowd: Optional[_Crowd] = None
     if rng.random() < 0.25:  # a crowd: a cluster of tiny shapes of one class
         category = CATEGORIES[int(rng.integers(0, len(CATEGORIES)))]
         cx, cy = rng.uniform(0.2, 0.8) * width, rng.uniform(0.2, 0.8) * height

@@ -145,6 +145,18 @@ def test_short_polygons_are_skipped_and_counted(tmp_path: Path, caplog: pytest.L
     np.testing.assert_array_equal(kept.masks[0], _rect(2, 6, 2, 6, (30, 20)))
 
 
+def test_lenient_where_coco_writers_differ(tmp_path: Path) -> None:
+    """Integral float sizes, polygons reaching outside the image (clipped), boolean iscrowd."""
+    payload = _valid_payload()
+    payload["images"][0]["height"] = 48.0
+    payload["annotations"][0]["segmentation"] = [[-5, -5, 10, -5, 10, 8, -5, 8]]
+    payload["annotations"][3]["iscrowd"] = True
+    coco = CocoAnnotations.load(_write(tmp_path / "x.json", payload))
+    assert coco.image(42).height == 48
+    np.testing.assert_array_equal(coco.instances(7).masks[0], _rect(0, 8, 0, 10))
+    assert coco.instances(42).crowd[0].all()
+
+
 def test_empty_mask_is_skipped_and_counted(tmp_path: Path) -> None:
     payload = _valid_payload()
     payload["annotations"].append({"id": 30, "image_id": 9, "category_id": 1,
@@ -176,6 +188,12 @@ def _mutate(payload: dict[str, Any], change: str) -> Any:
         anns[1]["segmentation"]["counts"] = anns[1]["segmentation"]["counts"][:-1] + "~\x7f"
     elif change == "odd_polygon":
         anns[0]["segmentation"][0].append(3)
+    elif change == "text_in_polygon":
+        anns[0]["segmentation"][1][2] = "7"
+    elif change == "nan_in_polygon":
+        anns[0]["segmentation"][1][2] = float("nan")
+    elif change == "no_segmentation":
+        del anns[2]["segmentation"]
     elif change == "no_annotations_key":
         del payload["annotations"]
     elif change == "top_level_list":
@@ -193,6 +211,9 @@ def _mutate(payload: dict[str, Any], change: str) -> Any:
     ("rle_sum", "annotation id 13 (image id 42, b.png): RLE run lengths add up to 3073"),
     ("rle_bad_string", "annotation id 12 (image id 7, a.png): malformed compressed RLE"),
     ("odd_polygon", "annotation id 11 (image id 7, a.png): polygon 0 has an odd number of coordinates"),
+    ("text_in_polygon", "annotation id 11 (image id 7, a.png): polygon 1 must be a flat list of numbers"),
+    ("nan_in_polygon", "annotation id 11 (image id 7, a.png): polygon 1 has a non-finite coordinate"),
+    ("no_segmentation", "annotation id 13 (image id 42, b.png) has no 'segmentation'"),
     ("no_annotations_key", "missing the 'annotations' list"),
     ("top_level_list", "the top level must be a JSON object"),
 ])
