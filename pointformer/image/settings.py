@@ -137,6 +137,11 @@ class ImageRunSettings:
         if isinstance(cfg, DictConfig):
             cfg = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
         v = checked_fields(cls, "config", cfg)
+        model = v["model"]
+        if isinstance(model, Mapping) and "pixel_decoder" not in model:
+            raise ConfigError(f"data={v['data'].get('name')} is an image dataset (data.modality: image) but "
+                              f"model={model.get('name')} is not an image model; use model=image_tiny (or "
+                              "experiment=demo_2d)")
         settings = cls(name=str(v["name"]), output_root=Path(str(v["output_root"])).expanduser(),
                        run_dir=optional_path(v["run_dir"]), data=ImageDataSettings.from_mapping(v["data"]),
                        model=ImageModelSettings.from_mapping(v["model"]), loss=LossSettings.from_mapping(v["loss"]),

@@ -1,0 +1,65 @@
+"""ImageSegmentationTask: targets from a batch, predictions at the original size, COCO evaluation."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pointformer.config import compose_config
+from pointformer.image.build import build_image_model, make_image_dataset
+from pointformer.image.settings import ImageRunSettings
+from pointformer.image.task import ImageSegmentationTask, batch_targets
+
+from .shapes_fixture import write_shapes
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    write_shapes(root, "train", images=4)
+    write_shapes(root, "val", images=3, seed=1)
+    cfg = compose_config(["experiment=demo_2d", f"data.root={root}", "data.num_classes=2", "data.image_size=32"])
+    settings = ImageRunSettings.from_config(cfg)
+    val = make_image_dataset(settings.data, "val", train=False, seed=0)
+    torch.manual_seed(0)
+    model = build_image_model(settings)
+    task = ImageSegmentationTask.from_settings(settings, coco_gt=val.coco, class_to_category_id=val.class_to_category_id)
+    return settings, val, model, task
+
+
+def test_batch_targets_follow_the_masks_and_the_crowd(setup):
+    _, val, model, task = setup
+    batch = val.collate_fn([val[0], val[1]])
+    images = batch.images
+    out = model(images, [tuple(s.image.shape[-2:]) for s in batch.samples])
+    targets = batch_targets(out, batch)
+    for target, sample, count in zip(targets, batch.samples, out.tokens.counts.tolist()):
+        assert target.num_tokens == count
+        assert target.instance_class.tolist() == sample.classes.tolist()
+        assert float(target.token_weight.sum()) == float((~sample.ignore).sum())
+    assert bool(batch.samples[0].ignore.any())  # image 0 of the fixture has a crowd region
+    assert bool((targets[0].token_instance == -1).any()) or bool((targets[0].token_weight < 16).any())
+
+
+def test_training_loss_is_finite_with_logs(setup):
+    _, val, model, task = setup
+    loss, logs = task.training_loss(model, val.collate_fn([val[0], val[2]]))
+    assert torch.isfinite(loss) and loss.requires_grad
+    assert {"att", "cls"} <= set(logs)
+
+
+def test_predictions_are_at_the_original_size_and_evaluate_to_coco_ap(setup):
+    _, val, model, task = setup
+    model.eval()
+    batch = val.collate_fn([val[i] for i in range(len(val))])
+    predictions = task.predict(model, batch)
+    assert [p.image_id for p in predictions] == [s.image_id for s in batch.samples]
+    for p, s in zip(predictions, batch.samples):
+        assert p.masks.shape[1:] == s.original_size  # 48 x 48 / 48 x 56, predicted at 32 px
+        assert p.masks.dtype == np.bool_ and len(p.classes) == len(p.scores) == p.masks.shape[0]
+    metrics = task.evaluate(batch.gt_ids, predictions, batch.scene_ids)
+    assert {"ap", "ap50", "ap75", "table"} <= set(metrics)
+    assert 0.0 <= metrics["ap50"] <= 1.0
+    json.dumps({k: v for k, v in metrics.items() if k != "table"})
