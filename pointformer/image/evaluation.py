@@ -87,6 +87,9 @@ def _check_prediction(prediction: ImagePrediction, coco_gt: COCO, num_classes: i
     if masks.ndim != 3 or tuple(masks.shape[1:]) != expected:
         raise ValueError(f"{where}: masks must have shape [Q, {expected[0]}, {expected[1]}] (the original "
                          f"resolution), got {list(masks.shape)}")
+    if masks.dtype != bool and not (np.issubdtype(masks.dtype, np.integer) and masks.size
+                                    and masks.min() >= 0 and masks.max() <= 1):
+        raise ValueError(f"{where}: masks must be boolean (or 0/1 integers), got dtype {masks.dtype}")
     if classes.shape != (masks.shape[0],) or scores.shape != (masks.shape[0],):
         raise ValueError(f"{where}: classes and scores must have shape [{masks.shape[0]}], got "
                          f"{list(classes.shape)} and {list(scores.shape)}")
@@ -141,11 +144,12 @@ def evaluate_coco(coco_gt: COCO, predictions: Sequence[ImagePrediction],
     stats = evaluator.stats
     precision = evaluator.eval["precision"]  # [T, R, K, A, M]; area "all" = 0, maxDets 100 = last
     per_class = {}
+    names = [str(coco_gt.cats[c].get("name", c)) for c in evaluator.params.catIds]
     for k, category_id in enumerate(evaluator.params.catIds):
         values = precision[:, :, k, 0, -1]
         values = values[values > -1]
-        per_class[str(coco_gt.cats[category_id].get("name", category_id))] = (
-            float(values.mean()) if values.size else float("nan"))
+        name = names[k] if names.count(names[k]) == 1 else f"{names[k]} ({category_id})"  # names may repeat
+        per_class[name] = float(values.mean()) if values.size else float("nan")
     return CocoResult(ap=_nan_if_missing(stats[0]), ap50=_nan_if_missing(stats[1]), ap75=_nan_if_missing(stats[2]),
                       ap_small=_nan_if_missing(stats[3]), ap_medium=_nan_if_missing(stats[4]),
                       ap_large=_nan_if_missing(stats[5]), per_class_ap=per_class, num_predictions=len(results),

@@ -177,9 +177,25 @@ def test_bad_predictions_are_named(val: CocoAnnotations) -> None:
     with pytest.raises(ValueError, match="original resolution"):
         evaluate_coco(gt, [ImagePrediction(good.image_id, good.masks[:, :-1], good.classes, good.scores)],
                       val.class_to_category_id)
+    with pytest.raises(ValueError, match="masks must be boolean"):
+        evaluate_coco(gt, [ImagePrediction(good.image_id, good.masks * 0.7, good.classes, good.scores)],
+                      val.class_to_category_id)
     with pytest.raises(ValueError, match=r"classes must lie in \[0, 4\)"):
         evaluate_coco(gt, [ImagePrediction(good.image_id, good.masks, good.classes + 4, good.scores)],
                       val.class_to_category_id)
+
+
+def test_repeated_category_names_keep_one_entry_each() -> None:
+    _, obj, _ = _crowd_gt()
+    payload = {"images": [{"id": 1, "file_name": "a.png", "height": 40, "width": 40}],
+               "categories": [{"id": 4, "name": "thing"}, {"id": 6, "name": "thing"}],
+               "annotations": [{"id": 1, "image_id": 1, "category_id": 6,
+                                "segmentation": [[5, 5, 20, 5, 20, 20, 5, 20]]}]}
+    twins = CocoAnnotations(Path("twins.json"), payload)
+    result = evaluate_coco(twins.evaluation_gt(), [ImagePrediction(1, obj[None], np.array([1]), np.array([0.5]))],
+                           twins.class_to_category_id)
+    assert result.per_class_ap.keys() == {"thing (4)", "thing (6)"}
+    assert result.per_class_ap["thing (6)"] == pytest.approx(1.0) and np.isnan(result.per_class_ap["thing (4)"])
 
 
 def test_empty_gt_object_helper() -> None:
