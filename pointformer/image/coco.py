@@ -161,7 +161,7 @@ class CocoAnnotations:
         if not path.is_file():
             raise CocoFormatError(f"{path}: annotation file not found")
         try:
-            with open(path, encoding="utf-8") as f:
+            with open(path, encoding="utf-8-sig") as f:  # -sig: a leading byte-order mark is allowed
                 payload = json.load(f)
         except json.JSONDecodeError as exc:
             raise CocoFormatError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
@@ -242,6 +242,8 @@ class CocoAnnotations:
         where = f"{where} (image id {image.image_id}, {image.file_name})"
         if isinstance(segmentation, dict):
             size, counts = segmentation.get("size"), segmentation.get("counts")
+            if isinstance(size, list):
+                size = [_integral(v) for v in size]
             if not (isinstance(size, list) and len(size) == 2 and all(_is_int(s) for s in size)):
                 self._fail(f"{where}: RLE needs 'size' [height, width], got {size!r}")
             if list(size) != [image.height, image.width]:

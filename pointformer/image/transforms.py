@@ -16,6 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+_MASK_CHUNK = 32
+
+
 @dataclass
 class AnnotatedImage:
     """image: float32 [3, H, W]; masks: bool [K, H, W]; ignore: bool [H, W] (crowd regions)."""
@@ -52,7 +55,9 @@ def resize(item: AnnotatedImage, size: tuple[int, int]) -> AnnotatedImage:
     if size[0] < 1 or size[1] < 1:
         raise ValueError(f"resize target must be at least 1x1, got {size}")
     image = _resize_channels(item.image.float(), size).clamp_(0.0, 1.0)
-    masks = _resize_channels(item.masks.float(), size) >= 0.5
+    # in chunks: a COCO image can hold ~100 instances, and a float copy of all of them is 4x their bytes
+    chunks = [_resize_channels(part.float(), size) >= 0.5 for part in item.masks.split(_MASK_CHUNK)]
+    masks = torch.cat(chunks) if chunks else torch.zeros((0, *size), dtype=torch.bool)
     ignore = _resize_channels(item.ignore[None].float(), size)[0] >= 0.5
     return AnnotatedImage(image=image, masks=masks, ignore=ignore)
 

@@ -146,12 +146,15 @@ def test_short_polygons_are_skipped_and_counted(tmp_path: Path, caplog: pytest.L
 
 
 def test_lenient_where_coco_writers_differ(tmp_path: Path) -> None:
-    """Integral float sizes, polygons reaching outside the image (clipped), boolean iscrowd."""
+    """Integral float sizes, polygons reaching outside the image (clipped), boolean iscrowd, a BOM."""
     payload = _valid_payload()
     payload["images"][0]["height"] = 48.0
     payload["annotations"][0]["segmentation"] = [[-5, -5, 10, -5, 10, 8, -5, 8]]
     payload["annotations"][3]["iscrowd"] = True
-    coco = CocoAnnotations.load(_write(tmp_path / "x.json", payload))
+    payload["annotations"][2]["segmentation"]["size"] = [48.0, 64.0]
+    path = tmp_path / "x.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(payload).encode())  # with a UTF-8 byte-order mark
+    coco = CocoAnnotations.load(path)
     assert coco.image(42).height == 48
     np.testing.assert_array_equal(coco.instances(7).masks[0], _rect(0, 8, 0, 10))
     assert coco.instances(42).crowd[0].all()

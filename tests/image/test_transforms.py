@@ -134,3 +134,15 @@ def test_eval_transform_resizes_only() -> None:
 def test_bad_settings(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         check_augmentation(**kwargs)
+
+
+def test_many_instances_resize_like_one_at_a_time() -> None:
+    """Masks are resized in chunks (memory); the result is the same as one by one."""
+    rng = np.random.default_rng(1)
+    masks = torch.from_numpy(rng.random((70, 30, 40)) < 0.3)
+    item = AnnotatedImage(image=torch.rand(3, 30, 40), masks=masks, ignore=torch.zeros(30, 40, dtype=torch.bool))
+    out = resize(item, (17, 23))
+    assert out.masks.shape == (70, 17, 23)
+    for k in (0, 31, 32, 69):
+        single = resize(AnnotatedImage(image=item.image, masks=masks[k:k + 1], ignore=item.ignore), (17, 23))
+        assert torch.equal(out.masks[k], single.masks[0])
