@@ -36,7 +36,7 @@ def main(argv: Sequence[str]) -> int:
                     "  pointformer train data=synthetic data.root=out/pre model=tiny trainer.epochs=50 "
                     "trainer.lr=2e-3\n"
                     "  pointformer train ... trainer.resume=auto      (continue the newest run of this name)\n"
-                    "  pointformer train experiment=demo_2d data.root=SHAPES   (2D: a data config with modality: image)\n"
+                    "  pointformer train experiment=demo_2d data.root=SHAPES   (2D: data with modality: image)\n"
                     "  pointformer train --import my_losses --config-dir my_configs loss=my_loss ...  (own loss)\n"
                     "  torchrun --nproc_per_node=2 -m pointformer train ...   (DDP; gloo on CPU, NCCL on GPU)",
         formatter_class=argparse.RawDescriptionHelpFormatter)

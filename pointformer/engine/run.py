@@ -52,8 +52,8 @@ def _latest_run(parent: Path) -> Optional[Path]:
 
 def choose_run_dir(settings: Any) -> Path:
     """``run_dir`` if set (``settings``: a ``RunSettings`` or the 2D branch's, with ``run_dir``,
-    ``output_root``, ``name`` and ``trainer.resume``); for ``trainer.resume=auto`` the newest run of this name with checkpoints;
-    otherwise a new timestamped folder under ``<output_root>/<name>/``."""
+    ``output_root``, ``name`` and ``trainer.resume``); for ``trainer.resume=auto`` the newest run of
+    this name with checkpoints; otherwise a new timestamped folder under ``<output_root>/<name>/``."""
     if settings.run_dir is not None:
         return settings.run_dir
     parent = settings.output_root / settings.name

@@ -56,8 +56,8 @@ class ImageInference:
     instances_json: Path
 
 
-def infer_image_file(checkpoint: str | os.PathLike, image: str | os.PathLike, *, out: Optional[str | os.PathLike] = None,
-                     overrides: Sequence[str] = (), device: str = "auto",
+def infer_image_file(checkpoint: str | os.PathLike, image: str | os.PathLike, *,
+                     out: Optional[str | os.PathLike] = None, overrides: Sequence[str] = (), device: str = "auto",
                      score_threshold: float = 0.3) -> ImageInference:
     """Predict the instances of one image file; write ``<stem>_instances.png`` (the overlay) and
     ``<stem>_instances.json`` (class, score, pixel count, bbox of every instance above the threshold)

@@ -77,7 +77,8 @@ class InstanceSegmentor2D(nn.Module):
         if decoder.pos_dim != 2:
             raise ValueError(f"the image model needs a decoder with pos_dim=2, got {decoder.pos_dim}")
         if decoder.token_dim != pixel_decoder.dim:
-            raise ValueError(f"pixel decoder dim {pixel_decoder.dim} differs from decoder token_dim {decoder.token_dim}")
+            raise ValueError(f"pixel decoder dim {pixel_decoder.dim} differs from decoder token_dim "
+                             f"{decoder.token_dim}")
         if len(pixel_mean) != 3 or len(pixel_std) != 3 or min(pixel_std) <= 0:
             raise ValueError(f"pixel_mean / pixel_std must be 3 values (std > 0), got {pixel_mean}, {pixel_std}")
         self.backbone = backbone

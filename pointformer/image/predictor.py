@@ -17,14 +17,16 @@ from pointformer.config.compose import load_config_yaml
 from pointformer.image.build import build_image_model, build_postprocessor, make_image_dataset, superpixel_settings
 from pointformer.image.dataset import CocoInstanceDataset, ImageBatch, ImageSample, collate_images, read_image
 from pointformer.image.evaluation import CocoResult, ImagePrediction, evaluate_coco
-from pointformer.image.model import InstanceSegmentor2D
+from pointformer.image.model import ImageSegmentorOutput, InstanceSegmentor2D
 from pointformer.image.settings import ImageRunSettings, is_image_config
 from pointformer.image.superpixels import image_superpixels
 from pointformer.image.transforms import AnnotatedImage, eval_transform
+from pointformer.inference.instances import InstancePrediction
 from pointformer.inference.postprocess import Postprocessor
 from pointformer.io.checkpoint import CheckpointError, load_checkpoint
 
-__all__ = ["model_inputs", "resize_masks", "predict_images", "ImagePredictor"]
+__all__ = ["model_inputs", "resize_masks", "predict_image_instances", "image_prediction", "predict_images",
+           "ImagePredictor"]
 
 
 def model_inputs(batch: ImageBatch) -> tuple[Tensor, list[tuple[int, int]], Optional[list[Tensor]]]:
@@ -44,13 +46,13 @@ def resize_masks(masks: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 @torch.no_grad()
-def predict_images(model: InstanceSegmentor2D, batch: ImageBatch, postprocessor: Postprocessor, *,
-                   seed: int) -> list[ImagePrediction]:
-    """Instances of every image of ``batch`` (on the model's device) at the image's original size.
+def predict_image_instances(model: InstanceSegmentor2D, batch: ImageBatch, postprocessor: Postprocessor, *,
+                            seed: int) -> tuple[ImageSegmentorOutput, list[InstancePrediction]]:
+    """The forward pass and the loss family's postprocessing of every image of ``batch`` (on the model's
+    device): the model output and, per image, instances over its tokens.
 
     ``seed`` seeds the first FPS query (reproducible predictions); the query count is the model's
-    evaluation count. Token masks become pixel masks through the token maps, then are resized
-    (nearest) from the network's size (h, w) to the file's (H0, W0).
+    evaluation count.
     """
     images, sizes, superpixels = model_inputs(batch)
     generator = torch.Generator(device=images.device)
@@ -58,16 +60,31 @@ def predict_images(model: InstanceSegmentor2D, batch: ImageBatch, postprocessor:
     out = model(images, sizes, superpixels, generator=generator)
     final = out.final
     weights = out.tokens.split(out.tokens.weights)
-    predictions = []
-    for b, sample in enumerate(batch.samples):
+    instances = []
+    for b in range(len(batch.samples)):
         background = None if final.background_logits is None else final.background_logits[b].float()
-        instances = postprocessor(final.mask_logits[b].float(), background, final.class_logits[b].float(),
-                                  weights[b].float())
-        pixel_masks = instances.masks[:, out.token_maps[b]]  # [M, h, w]
-        predictions.append(ImagePrediction(
-            image_id=int(sample.image_id), masks=resize_masks(pixel_masks, sample.original_size).cpu().numpy(),
-            classes=instances.class_index.cpu().numpy(), scores=instances.scores.float().cpu().numpy()))
-    return predictions
+        instances.append(postprocessor(final.mask_logits[b].float(), background, final.class_logits[b].float(),
+                                       weights[b].float()))
+    return out, instances
+
+
+def image_prediction(instances: InstancePrediction, token_map: Tensor, sample: ImageSample) -> ImagePrediction:
+    """Token instances -> an ``ImagePrediction`` at the original image size: token masks become pixel
+    masks through ``token_map`` long [h, w], then are resized (nearest) to the file's (H0, W0)."""
+    pixel_masks = instances.masks[:, token_map]  # [M, h, w]
+    return ImagePrediction(image_id=int(sample.image_id),
+                           masks=resize_masks(pixel_masks, sample.original_size).cpu().numpy(),
+                           classes=instances.class_index.cpu().numpy(),
+                           scores=instances.scores.float().cpu().numpy())
+
+
+def predict_images(model: InstanceSegmentor2D, batch: ImageBatch, postprocessor: Postprocessor, *,
+                   seed: int) -> list[ImagePrediction]:
+    """Instances of every image of ``batch`` at the image's original size (validation, evaluate-model,
+    infer and the demo all predict through here)."""
+    out, instances = predict_image_instances(model, batch, postprocessor, seed=seed)
+    return [image_prediction(inst, token_map, sample)
+            for inst, token_map, sample in zip(instances, out.token_maps, batch.samples)]
 
 
 class ImagePredictor:

@@ -39,7 +39,8 @@ def write_shapes(root: Path, split: str, *, images: int, size: int = 48, seed: i
             polygon = _shape(kind, x, y, s)
             colour = (220, 40, 40) if kind == "square" else (40, 60, 220)
             draw.polygon(polygon, fill=colour)
-            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": 3 if kind == "square" else 7,
+            category = 3 if kind == "square" else 7
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": category,
                                 "segmentation": [polygon], "area": float(s * s), "bbox": [x, y, s, s], "iscrowd": 0})
         if crowd and i % 3 == 0:
             polygon = [0, 0, 6, 0, 6, 6, 0, 6]

@@ -25,7 +25,8 @@ def setup(tmp_path_factory):
     val = make_image_dataset(settings.data, "val", train=False, seed=0)
     torch.manual_seed(0)
     model = build_image_model(settings)
-    task = ImageSegmentationTask.from_settings(settings, coco_gt=val.coco, class_to_category_id=val.class_to_category_id)
+    task = ImageSegmentationTask.from_settings(settings, coco_gt=val.coco,
+                                               class_to_category_id=val.class_to_category_id)
     return settings, val, model, task
 
 
