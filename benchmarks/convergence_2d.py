@@ -139,8 +139,11 @@ class ImageRunSpec:
 def run_overrides(size: ImageStudySize, variant: str, seed: int, data_root: Path, run_dir: Path,
                   device: str) -> list[str]:
     """The Hydra overrides of one run (the OneCycle schedule ends with the run)."""
+    from pointformer.image.settings import ranked_class_overrides
+
     epochs = math.ceil(size.steps / max(size.train_images // size.batch_size, 1))
     v = VARIANTS[variant]
+    num_classes = 4  # pointformer.image.synthetic draws 4 shape classes
     return ["experiment=demo_2d", f"loss={v.loss}", f"model.decoder.query_init={v.query_init}",
             f"data.root={data_root}", f"data.image_size={size.image_size}", f"data.tokens={size.tokens}",
             f"run_dir={run_dir}", f"trainer.seed={seed}", f"trainer.device={device}",
@@ -149,7 +152,7 @@ def run_overrides(size: ImageStudySize, variant: str, seed: int, data_root: Path
             "trainer.checkpoint_every_epochs=0", f"trainer.checkpoint_every_steps={size.eval_every}",
             f"trainer.log_every={size.log_every}", "trainer.keep_last=1", "trainer.resume=auto",
             "trainer.progress=false", "model.decoder.eval_num_queries=${model.decoder.num_queries}",
-            *size.overrides]
+            *ranked_class_overrides(v.loss, num_classes), *size.overrides]
 
 
 def fingerprint(size: ImageStudySize, variant: str, seed: int, device: str) -> str:

@@ -28,6 +28,7 @@ def run_demo_2d(out: Path, *, images: int = 160, val_images: int = 40, size: int
     from pointformer.image.overlay import write_overlay
     from pointformer.image.predictor import ImagePredictor, predict_images
     from pointformer.image.run import run_image_training
+    from pointformer.image.settings import ranked_class_overrides
     from pointformer.image.synthetic import generate_shapes2d
     from pointformer.io.atomic import atomic_write_json
 
@@ -46,6 +47,10 @@ def run_demo_2d(out: Path, *, images: int = 160, val_images: int = 40, size: int
     if epochs is not None:
         cfg_overrides.append(f"trainer.epochs={epochs}")
     cfg = compose_config(cfg_overrides)
+    ranked = ranked_class_overrides(str(cfg.loss.name), int(cfg.data.num_classes))
+    if ranked and not any(o.startswith("loss.postprocess.classes_per_mask=") for o in overrides):
+        cfg_overrides += ranked
+        cfg = compose_config(cfg_overrides)
 
     # the untrained model (the same initial weights as the run: seed_everything before building)
     from pointformer.engine.trainer import seed_everything

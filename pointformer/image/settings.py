@@ -154,3 +154,19 @@ class ImageRunSettings:
 
     def replace(self, **changes: Any) -> "ImageRunSettings":
         return dataclasses.replace(self, **changes)
+
+
+def ranked_class_overrides(loss_name: str, num_classes: int) -> list[str]:
+    """Overrides that let an ownership loss emit every mask with its ``num_classes`` best classes.
+
+    COCO AP ranks (mask, class, score) triples per class, and the sigmoid rule already proposes its
+    top-k (query, class) pairs; the ownership rule's default (one class per mask, the 3D setting)
+    loses every instance whose class is the second guess. On the 2D demo data at step 400 this lifted
+    held-out AP50 from 0.001 to 0.053 (docs/image.md). Empty for other losses (their postprocessing has
+    no ``classes_per_mask``).
+    """
+    from pointformer.losses import get_loss
+
+    if get_loss(loss_name).activation != "ownership":
+        return []
+    return [f"loss.postprocess.classes_per_mask={int(num_classes)}"]

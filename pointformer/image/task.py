@@ -12,7 +12,7 @@ from torch import Tensor
 from pointformer.image.build import build_image_loss, build_postprocessor
 from pointformer.image.dataset import ImageBatch
 from pointformer.image.evaluation import ImagePrediction, evaluate_coco
-from pointformer.image.model import ImageSegmentorOutput, InstanceSegmentor2D
+from pointformer.image.model import ImageSegmentorOutput
 from pointformer.image.predictor import model_inputs, predict_images
 from pointformer.image.settings import ImageRunSettings
 from pointformer.image.tokens import token_targets
