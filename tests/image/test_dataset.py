@@ -204,3 +204,75 @@ def test_read_image_without_annotation(tmp_path: Path) -> None:
     Image.new("LA", (7, 5), (128, 10)).save(path)
     pixels = read_image(path)
     assert pixels.shape == (5, 7, 3) and np.allclose(pixels, 128 / 255)
+
+
+def test_a_set_from_another_writer_end_to_end(tmp_path: Path) -> None:
+    """Written here the way other tools write COCO: no bbox/area, ids 1/3/7/90 out of order, an object
+    of two polygons, compressed and uncompressed RLE, a crowd RLE, an image without annotations,
+    grey / RGBA PNG and JPEG files in a nested folder. Items carry exactly the drawn masks (no
+    resize: image_size is the images' longer side), and those masks as predictions score AP 1."""
+    from pycocotools import mask as mask_utils
+
+    from pointformer.image.evaluation import ImagePrediction, evaluate_coco
+
+    h, w = 40, 56
+    rng = np.random.default_rng(2)
+    (tmp_path / "imgs" / "sub").mkdir(parents=True)
+    files = {1: ("sub/a.png", "L"), 2: ("b.png", "RGBA"), 3: ("c.jpg", "RGB"), 4: ("d.png", "RGB")}
+    for image_id, (name, mode) in files.items():
+        pixels = Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8)).convert(mode)
+        pixels.save(tmp_path / "imgs" / name)
+
+    def rect(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        m = np.zeros((h, w), dtype=bool)
+        m[y0:y1, x0:x1] = True
+        return m
+
+    def rle(mask: np.ndarray, compressed: bool) -> dict:
+        if compressed:
+            encoded = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+            return {"size": [h, w], "counts": encoded["counts"].decode()}
+        flat = mask.reshape(-1, order="F").astype(np.int8)
+        bounds = np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]])
+        counts = np.diff(bounds).tolist()
+        return {"size": [h, w], "counts": ([0] + counts) if flat[0] else counts}
+
+    objects = {  # image id -> [(category id, mask, segmentation)]
+        1: [(90, rect(2, 10, 3, 20) | rect(20, 30, 30, 40),
+             [[3, 2, 20, 2, 20, 10, 3, 10], [30, 20, 40, 20, 40, 30, 30, 30]]),
+            (1, rect(12, 18, 0, 56), None)],
+        2: [(7, rect(5, 35, 5, 25), None), (3, rect(5, 35, 30, 50), None)],
+        3: [(3, rect(0, 40, 0, 10), None)],
+    }
+    annotations, ann_id = [], 100
+    for image_id, entries in objects.items():
+        for k, (category, mask, polygons) in enumerate(entries):
+            ann_id += 7
+            annotations.append({"id": ann_id, "image_id": image_id, "category_id": category,
+                                "segmentation": polygons if polygons else rle(mask, compressed=k % 2 == 0)})
+    annotations.append({"id": 999, "image_id": 2, "category_id": 1, "iscrowd": 1,
+                        "segmentation": rle(rect(36, 40, 0, 56), compressed=False)})
+    payload = {"info": {"writer": "elsewhere"}, "licenses": [{"id": 1}],
+               "categories": [{"id": c, "name": f"c{c}", "supercategory": "x"} for c in (7, 90, 1, 3)],
+               "images": [{"id": i, "file_name": files[i][0], "height": h, "width": w, "license": 1}
+                          for i in (4, 2, 3, 1)],
+               "annotations": annotations}
+    (tmp_path / "ann.json").write_text(json.dumps(payload))
+    ds = CocoInstanceDataset(root=tmp_path, split="val", annotation_file="ann.json", image_dir="imgs", train=False,
+                             image_size=w, scale_jitter=None, crop_size=None, flip=False, superpixels=None, seed=0)
+    assert ds.class_to_category_id == [1, 3, 7, 90] and ds.image_ids == [1, 2, 3, 4]
+    predictions = []
+    for index, image_id in enumerate(ds.image_ids):
+        sample = ds[index]
+        expected = objects.get(image_id, [])
+        assert sample.valid_size == sample.original_size == (h, w)
+        assert sample.masks.shape == (len(expected), h, w)
+        for k, (category, mask, _) in enumerate(expected):
+            assert torch.equal(sample.masks[k], torch.from_numpy(mask))
+            assert ds.class_to_category_id[int(sample.classes[k])] == category
+        assert bool(sample.ignore.any()) == (image_id == 2)
+        masks = np.stack([m for _, m, _ in expected]) if expected else np.zeros((0, h, w), bool)
+        classes = np.array([ds.class_to_category_id.index(c) for c, _, _ in expected], dtype=np.int64)
+        predictions.append(ImagePrediction(image_id, masks, classes, np.ones(len(expected))))
+    result = evaluate_coco(ds.coco, predictions, ds.class_to_category_id)
+    assert result.ap == pytest.approx(1.0) and result.num_predictions == 5
