@@ -42,6 +42,7 @@ def measure(size: int, tokens: str, *, batch: int, steps: int, warmup: int, devi
                           f"data.tokens={tokens}", "data.scale_jitter=null", "data.flip=false"])
     settings = ImageRunSettings.from_config(cfg)
     dataset = make_image_dataset(settings.data, "train", train=True, seed=0)
+    dataset[0]  # warm-up: the first superpixel call compiles the numba kernels
     start = time.perf_counter()
     samples = [dataset[i % len(dataset)] for i in range(batch)]
     prepare = (time.perf_counter() - start) / batch
