@@ -59,7 +59,7 @@ def read_image(path: Path, *, expected: Optional[CocoImage] = None) -> np.ndarra
                 array = np.repeat(np.clip(grey, 0.0, 1.0)[:, :, None], 3, axis=2)
             else:
                 array = np.asarray(image.convert("RGB"), dtype=np.float32) / np.float32(255.0)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
         raise ImageFileError(f"{where}: unreadable image file: {exc}") from exc
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ImageFileError(f"{where}: image has zero size {array.shape[1]}x{array.shape[0]}")
