@@ -175,7 +175,16 @@ def test_missing_image_file_is_named_at_construction(tmp_path: Path) -> None:
     assert "not found" in str(info.value)
 
 
-@pytest.mark.parametrize("content, message", [(b"", "empty"), (b"not an image at all", "unreadable")])
+def _truncated_png() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray((np.random.default_rng(0).random((20, 30, 3)) * 255).astype(np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()[: len(buffer.getvalue()) // 2]
+
+
+@pytest.mark.parametrize("content, message", [(b"", "empty"), (b"not an image at all", "unreadable"),
+                                              (_truncated_png(), "unreadable")])
 def test_empty_or_unreadable_image_names_file_and_id(tmp_path: Path, content: bytes, message: str) -> None:
     ds = _open(_single_image_set(tmp_path, content))
     with pytest.raises(ImageFileError, match=message) as info:
