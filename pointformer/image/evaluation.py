@@ -16,7 +16,7 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, Union
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -39,6 +39,45 @@ class ImagePrediction:
     masks: np.ndarray
     classes: np.ndarray
     scores: np.ndarray
+
+
+@dataclass
+class EncodedPrediction:
+    """An :class:`ImagePrediction` with its masks as compressed RLE (``counts`` str), about 1/100 of
+    the memory of boolean masks: what to keep when a whole split's predictions are gathered.
+
+    size: (H0, W0); rles: Q RLE dicts; classes: int [Q]; scores: float [Q].
+    """
+
+    image_id: int
+    size: tuple[int, int]
+    rles: list[dict[str, Any]]
+    classes: np.ndarray
+    scores: np.ndarray
+
+
+AnyPrediction = Union[ImagePrediction, EncodedPrediction]
+
+
+def encode_prediction(prediction: ImagePrediction) -> EncodedPrediction:
+    """Encode the masks of ``prediction`` (bool [Q, H0, W0]) as COCO compressed RLE."""
+    masks = np.asarray(prediction.masks)
+    if masks.ndim != 3:
+        raise ValueError(f"prediction for image id {prediction.image_id}: masks must have shape [Q, H0, W0], "
+                         f"got {list(masks.shape)}")
+    _check_mask_dtype(masks, f"prediction for image id {prediction.image_id}")
+    rles = []
+    if masks.shape[0]:
+        for rle in mask_utils.encode(np.asfortranarray(masks.astype(bool).transpose(1, 2, 0).astype(np.uint8))):
+            rles.append({"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")})
+    return EncodedPrediction(image_id=int(prediction.image_id), size=(int(masks.shape[1]), int(masks.shape[2])),
+                             rles=rles, classes=np.asarray(prediction.classes), scores=np.asarray(prediction.scores))
+
+
+def _check_mask_dtype(masks: np.ndarray, where: str) -> None:
+    if masks.size and masks.dtype != bool and not (np.issubdtype(masks.dtype, np.integer)
+                                                   and masks.min() >= 0 and masks.max() <= 1):
+        raise ValueError(f"{where}: masks must be boolean (or 0/1 integers), got dtype {masks.dtype}")
 
 
 @dataclass
@@ -76,22 +115,28 @@ class CocoResult:
         return "\n".join(lines)
 
 
-def _check_prediction(prediction: ImagePrediction, coco_gt: COCO, num_classes: int) -> None:
+def _check_prediction(prediction: AnyPrediction, coco_gt: COCO, num_classes: int) -> None:
     image = coco_gt.imgs.get(int(prediction.image_id))
     where = f"prediction for image id {prediction.image_id}"
     if image is None:
         raise ValueError(f"{where}: the image is not in the evaluation GT")
-    masks, classes, scores = (np.asarray(prediction.masks), np.asarray(prediction.classes),
-                              np.asarray(prediction.scores))
     expected = (image["height"], image["width"])
-    if masks.ndim != 3 or tuple(masks.shape[1:]) != expected:
-        raise ValueError(f"{where}: masks must have shape [Q, {expected[0]}, {expected[1]}] (the original "
-                         f"resolution), got {list(masks.shape)}")
-    if masks.dtype != bool and not (np.issubdtype(masks.dtype, np.integer) and masks.size
-                                    and masks.min() >= 0 and masks.max() <= 1):
-        raise ValueError(f"{where}: masks must be boolean (or 0/1 integers), got dtype {masks.dtype}")
-    if classes.shape != (masks.shape[0],) or scores.shape != (masks.shape[0],):
-        raise ValueError(f"{where}: classes and scores must have shape [{masks.shape[0]}], got "
+    if isinstance(prediction, EncodedPrediction):
+        count, size = len(prediction.rles), tuple(prediction.size)
+        if any(tuple(rle["size"]) != size for rle in prediction.rles):
+            raise ValueError(f"{where}: every RLE must have the prediction's size {list(size)}")
+        if size != expected and count:
+            raise ValueError(f"{where}: masks must be at the original resolution {list(expected)}, got {list(size)}")
+    else:
+        masks = np.asarray(prediction.masks)
+        if masks.ndim != 3 or tuple(masks.shape[1:]) != expected:
+            raise ValueError(f"{where}: masks must have shape [Q, {expected[0]}, {expected[1]}] (the original "
+                             f"resolution), got {list(masks.shape)}")
+        _check_mask_dtype(masks, where)
+        count = masks.shape[0]
+    classes, scores = np.asarray(prediction.classes), np.asarray(prediction.scores)
+    if classes.shape != (count,) or scores.shape != (count,):
+        raise ValueError(f"{where}: classes and scores must have shape [{count}], got "
                          f"{list(classes.shape)} and {list(scores.shape)}")
     if classes.size and (classes.min() < 0 or classes.max() >= num_classes):
         raise ValueError(f"{where}: classes must lie in [0, {num_classes}), got [{classes.min()}, {classes.max()}]")
@@ -99,19 +144,15 @@ def _check_prediction(prediction: ImagePrediction, coco_gt: COCO, num_classes: i
         raise ValueError(f"{where}: scores contain NaN or inf")
 
 
-def coco_results(predictions: Sequence[ImagePrediction], class_to_category_id: Sequence[int]) -> list[dict[str, Any]]:
+def coco_results(predictions: Sequence[AnyPrediction], class_to_category_id: Sequence[int]) -> list[dict[str, Any]]:
     """The COCO results list: ``{"image_id", "category_id", "segmentation": RLE (counts str), "score"}``
     per predicted mask, with contiguous classes mapped to COCO category ids."""
     results = []
     for prediction in predictions:
-        masks = np.asarray(prediction.masks, dtype=bool)
-        if masks.shape[0] == 0:
-            continue
-        rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
-        for rle, cls, score in zip(rles, np.asarray(prediction.classes), np.asarray(prediction.scores)):
-            results.append({"image_id": int(prediction.image_id), "category_id": int(class_to_category_id[int(cls)]),
-                            "segmentation": {"size": [int(v) for v in rle["size"]],
-                                             "counts": rle["counts"].decode("ascii")},
+        encoded = prediction if isinstance(prediction, EncodedPrediction) else encode_prediction(prediction)
+        for rle, cls, score in zip(encoded.rles, np.asarray(encoded.classes), np.asarray(encoded.scores)):
+            results.append({"image_id": int(encoded.image_id), "category_id": int(class_to_category_id[int(cls)]),
+                            "segmentation": {"size": list(rle["size"]), "counts": rle["counts"]},
                             "score": float(score)})
     return results
 
@@ -120,10 +161,11 @@ def _nan_if_missing(value: float) -> float:
     return float("nan") if value < 0 else float(value)
 
 
-def evaluate_coco(coco_gt: COCO, predictions: Sequence[ImagePrediction],
+def evaluate_coco(coco_gt: COCO, predictions: Sequence[AnyPrediction],
                   class_to_category_id: Sequence[int]) -> CocoResult:
     """COCO segm AP of ``predictions`` against ``coco_gt`` over all of its images.
 
+    predictions: :class:`ImagePrediction` or :class:`EncodedPrediction` (mixed freely).
     coco_gt: the split's GT (e.g. ``CocoInstanceDataset.coco``); class_to_category_id: contiguous
     class -> COCO category id. No predictions at all gives AP 0.0. Raises ValueError for a prediction
     on an image outside the GT, masks not at the original resolution, or classes out of range.
@@ -156,7 +198,7 @@ def evaluate_coco(coco_gt: COCO, predictions: Sequence[ImagePrediction],
                       num_images=len(coco_gt.getImgIds()))
 
 
-def write_coco_results(path: str | Path, predictions: Sequence[ImagePrediction],
+def write_coco_results(path: str | Path, predictions: Sequence[AnyPrediction],
                        class_to_category_id: Sequence[int]) -> Path:
     """Write the COCO results JSON (see :func:`coco_results`) atomically; returns the path."""
     return atomic_write_json(path, coco_results(predictions, class_to_category_id), indent=None)

@@ -13,7 +13,7 @@ from pycocotools.cocoeval import COCOeval
 from scipy import ndimage
 
 from pointformer.image.coco import CocoAnnotations, coco_from_dataset
-from pointformer.image.evaluation import ImagePrediction, evaluate_coco, write_coco_results
+from pointformer.image.evaluation import ImagePrediction, encode_prediction, evaluate_coco, write_coco_results
 from pointformer.image.synthetic import generate_shapes2d
 
 
@@ -94,6 +94,24 @@ def test_wrapper_equals_pycocotools_on_imperfect_predictions(val: CocoAnnotation
     assert result.num_predictions == sum(len(p.scores) for p in predictions)
     assert result.num_images == len(val.image_ids)
     assert set(result.per_class_ap) == {"disc", "triangle", "square", "star"}
+
+
+def test_encoded_predictions_give_the_same_numbers(tmp_path: Path, val: CocoAnnotations) -> None:
+    predictions = _noisy(val, 4)
+    encoded = [encode_prediction(p) for p in predictions]
+    assert all(isinstance(rle["counts"], str) for e in encoded for rle in e.rles)
+    gt = val.evaluation_gt()
+    plain = json.dumps(evaluate_coco(gt, predictions, val.class_to_category_id).to_dict())  # NaN-aware equality
+    assert json.dumps(evaluate_coco(gt, encoded, val.class_to_category_id).to_dict()) == plain
+    mixed = encoded[:3] + predictions[3:]
+    assert json.dumps(evaluate_coco(gt, mixed, val.class_to_category_id).to_dict()) == plain
+    a = write_coco_results(tmp_path / "a.json", predictions, val.class_to_category_id).read_text()
+    assert write_coco_results(tmp_path / "b.json", encoded, val.class_to_category_id).read_text() == a
+    wrong = encode_prediction(ImagePrediction(predictions[0].image_id, predictions[0].masks[:, :-2],
+                                              predictions[0].classes, predictions[0].scores))
+    if wrong.rles:
+        with pytest.raises(ValueError, match="original resolution"):
+            evaluate_coco(gt, [wrong], val.class_to_category_id)
 
 
 def test_perfect_predictions_give_ap_one(val: CocoAnnotations) -> None:
