@@ -12,8 +12,8 @@ split every ``--eval-every`` steps. In the report's columns ``map`` is COCO AP (
 
     .venv/bin/python benchmarks/convergence_2d.py --jobs 2          # the recorded CPU study (<= 15 min)
     .venv/bin/python benchmarks/convergence_2d.py --quick --out /tmp/c2d   # two short runs
-    .venv/bin/python benchmarks/convergence_2d.py --variants influencer --tokens superpixel \\
-        --out benchmarks/results/convergence/image/tokens_superpixel --jobs 2    # the token comparison
+    .venv/bin/python benchmarks/convergence_2d.py --variants influencer --tokens pixel \\
+        --out benchmarks/results/convergence/image/tokens_pixel --jobs 2    # the token comparison
 
 Resumable as the 3D study: finished runs (``done.json``) are skipped, interrupted ones continue from
 their last checkpoint; a folder holding a run of other settings is an error.
@@ -58,7 +58,7 @@ class ImageStudySize:
     batch_size: int
     seeds: tuple[int, ...]
     variants: tuple[str, ...]
-    tokens: str = "pixel"
+    tokens: str = "superpixel"      # the default of configs/data/coco.yaml (the token comparison chose it)
     data_seed: int = 0
     overrides: tuple[str, ...] = ()
 
@@ -80,8 +80,9 @@ SIZES = {
     "quick": ImageStudySize(train_images=8, val_images=4, image_size=48, steps=6, eval_every=3, log_every=1,
                             batch_size=2, seeds=(0,), variants=("influencer", "hungarian"),
                             overrides=("model.decoder.num_layers=1",)),
-    # the recorded CPU study: 12 runs in <= 15 minutes with --jobs 2 on a 2-core machine
-    "default": ImageStudySize(train_images=96, val_images=32, image_size=64, steps=300, eval_every=50,
+    # the recorded CPU study: 12 runs in about 15 minutes with --jobs 2 on the shared 2-core machine
+    # (a first try with 300 steps ran 6 min per run there: other jobs held the cores at load 8)
+    "default": ImageStudySize(train_images=96, val_images=24, image_size=64, steps=150, eval_every=50,
                               log_every=10, batch_size=4, seeds=(0, 1, 2), variants=STUDY_VARIANTS),
 }
 

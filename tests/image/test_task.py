@@ -9,6 +9,7 @@ import torch
 
 from pointformer.config import compose_config
 from pointformer.image.build import build_image_model, make_image_dataset
+from pointformer.image.predictor import model_inputs
 from pointformer.image.settings import ImageRunSettings
 from pointformer.image.task import ImageSegmentationTask, batch_targets
 
@@ -33,8 +34,7 @@ def setup(tmp_path_factory):
 def test_batch_targets_follow_the_masks_and_the_crowd(setup):
     _, val, model, task = setup
     batch = val.collate_fn([val[0], val[1]])
-    images = batch.images
-    out = model(images, [tuple(s.image.shape[-2:]) for s in batch.samples])
+    out = model(*model_inputs(batch))
     targets = batch_targets(out, batch)
     for target, sample, count in zip(targets, batch.samples, out.tokens.counts.tolist()):
         assert target.num_tokens == count
