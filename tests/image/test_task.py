@@ -41,7 +41,8 @@ def test_batch_targets_follow_the_masks_and_the_crowd(setup):
         assert target.instance_class.tolist() == sample.classes.tolist()
         assert float(target.token_weight.sum()) == float((~sample.ignore).sum())
     assert bool(batch.samples[0].ignore.any())  # image 0 of the fixture has a crowd region
-    assert bool((targets[0].token_instance == -1).any()) or bool((targets[0].token_weight < 16).any())
+    h, w = batch.samples[0].image.shape[-2:]
+    assert float(targets[0].token_weight.sum()) < h * w  # the crowd pixels weigh nothing
 
 
 def test_training_loss_is_finite_with_logs(setup):
