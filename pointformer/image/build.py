@@ -7,7 +7,7 @@ same shared builders as in 3D (``models.build.build_decoder``, ``losses.build_cr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from pointformer.config import ConfigError, LossSettings
 from pointformer.image.backbone import ResNet2D
@@ -18,6 +18,10 @@ from pointformer.inference.postprocess import Postprocessor
 from pointformer.losses import InstanceCriterion, build_criterion, query_setup
 from pointformer.models.build import build_decoder
 from pointformer.timing import Stopwatch
+
+if TYPE_CHECKING:  # the dataset (pycocotools, PIL) and superpixels (numba) are imported when used
+    from pointformer.image.dataset import CocoInstanceDataset
+    from pointformer.image.superpixels import SuperpixelSettings
 
 __all__ = ["image_data_root", "make_image_dataset", "build_image_model", "build_image_loss", "build_postprocessor"]
 
@@ -32,7 +36,7 @@ def image_data_root(data: ImageDataSettings) -> Path:
     return data.root
 
 
-def superpixel_settings(data: ImageDataSettings):  # -> SuperpixelSettings (imported lazily with the dataset)
+def superpixel_settings(data: ImageDataSettings) -> Optional["SuperpixelSettings"]:
     """The dataset's superpixel settings when the tokens are superpixels, else None."""
     if data.tokens != "superpixel":
         return None
@@ -45,7 +49,7 @@ def superpixel_settings(data: ImageDataSettings):  # -> SuperpixelSettings (impo
 
 
 def make_image_dataset(data: ImageDataSettings, split: str, *, train: bool, seed: int,
-                       limit: Optional[int] = None):  # -> CocoInstanceDataset
+                       limit: Optional[int] = None) -> "CocoInstanceDataset":
     """A split of the configured COCO-format dataset (training augmentations when ``train``)."""
     from pointformer.image.dataset import CocoInstanceDataset
 

@@ -20,21 +20,26 @@ __all__ = ["run_demo_2d"]
 
 def run_demo_2d(out: Path, *, images: int = 160, val_images: int = 40, size: int = 96, seed: int = 0,
                 epochs: Optional[int] = None, overrides: Sequence[str] = (), overlays: int = 4) -> dict[str, Any]:
-    """Run the 2D demo into ``out`` (cleared first); returns the summary (also in ``out/summary.json``)."""
+    """Run the 2D demo into ``out`` (an earlier demo's folders there are replaced); returns the summary
+    (also in ``out/summary.json``)."""
     import torch
 
     from pointformer.config import compose_config
+    from pointformer.engine.trainer import seed_everything
+    from pointformer.image.build import build_image_model, make_image_dataset
     from pointformer.image.commands import evaluate_image_checkpoint
+    from pointformer.image.dataset import read_image
     from pointformer.image.overlay import write_overlay
     from pointformer.image.predictor import ImagePredictor, predict_images
     from pointformer.image.run import run_image_training
-    from pointformer.image.settings import ranked_class_overrides
+    from pointformer.image.settings import ImageRunSettings, ranked_class_overrides
     from pointformer.image.synthetic import generate_shapes2d
     from pointformer.io.atomic import atomic_write_json
 
     out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)
+    for name in ("shapes2d", "run", "eval_val", "overlays"):  # only what an earlier demo wrote here
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     data_root = out / "shapes2d"
@@ -53,10 +58,6 @@ def run_demo_2d(out: Path, *, images: int = 160, val_images: int = 40, size: int
         cfg = compose_config(cfg_overrides)
 
     # the untrained model (the same initial weights as the run: seed_everything before building)
-    from pointformer.engine.trainer import seed_everything
-    from pointformer.image.build import build_image_model, make_image_dataset
-    from pointformer.image.settings import ImageRunSettings
-
     start = time.perf_counter()
     settings = ImageRunSettings.from_config(cfg)
     seed_everything(settings.trainer.seed)
@@ -82,10 +83,7 @@ def run_demo_2d(out: Path, *, images: int = 160, val_images: int = 40, size: int
         sample = val_set[index]
         batch = val_set.collate_fn([sample]).to(predictor.device)
         prediction = predict_images(predictor.model, batch, predictor.postprocessor, seed=settings.eval.seed)[0]
-        # the overlay is drawn at the network's size: the prediction is resized back to the file's size
-        from pointformer.image.dataset import read_image
-
-        pixels = read_image(val_set.image_path(index))
+        pixels = read_image(val_set.image_path(index))  # the prediction is at the file's size
         path = write_overlay(out / "overlays" / f"{Path(sample.file_name).stem}.png", pixels, prediction,
                              predictor.class_names)
         written.append(str(path))
