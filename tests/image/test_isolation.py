@@ -65,3 +65,22 @@ def test_2d_uses_the_shared_decoder_and_criterion():
         assert type(task.criterion) is InstanceCriterion
         assert task.criterion.definition.name == loss
         assert model.decoder.mask_activation == ("ownership" if loss == "influencer" else "sigmoid")
+
+
+def test_every_image_experiment_composes_and_builds():
+    from pointformer.config import CONFIG_DIR, compose_config
+    from pointformer.image.build import build_image_model
+    from pointformer.image.settings import ImageRunSettings, is_image_config
+    from pointformer.losses import get_loss
+
+    found = []
+    for experiment in sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml")):
+        cfg = compose_config([f"experiment={experiment}"])
+        if not is_image_config(cfg):
+            continue
+        found.append(experiment)
+        settings = ImageRunSettings.from_config(cfg)
+        model = build_image_model(settings)
+        assert model.mask_activation == get_loss(settings.loss.name).activation
+        assert settings.data.root is None  # the data path is always the user's to give
+    assert "demo_2d" in found
