@@ -13,5 +13,7 @@ module imports. Modules (import them directly; nothing is imported here):
     pixel_decoder FPN-style per-pixel features
     tokens        pixel tokens at a stride or superpixel tokens; per-token targets
     model         InstanceSegmentor2D (backbone -> pixel decoder -> tokens -> QueryDecoder)
-    settings, build, task, run, predictor, demo   the composition root and the commands' flows
+    settings, build, task, run, predictor   typed settings, builders, the Task, the composition root,
+                  prediction (the one forward + postprocessing), checkpoints -> predictions
+    overlay, commands, demo   overlay PNGs; the flows of evaluate-model / infer / ``demo 2d``
 """
