@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import math
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -331,8 +332,9 @@ class CocoAnnotations:
         image = self.image(image_id)
         masks, classes, ids = [], [], []
         crowd = np.zeros((image.height, image.width), dtype=bool)
-        for instance in self._instances[image_id]:
-            mask = mask_utils.decode(self.rle(instance)).astype(bool)
+        instances = self._instances[image_id]
+        decoded = decode_rles([self.rle(instance) for instance in instances], image.height, image.width)
+        for instance, mask in zip(instances, decoded):
             if instance.iscrowd:
                 crowd |= mask
                 continue
@@ -391,6 +393,17 @@ class CocoAnnotations:
                               for im in images],
                    "categories": [dict(c) for c in self.categories], "annotations": annotations}
         return coco_from_dataset(dataset)
+
+
+def decode_rles(rles: list[dict[str, Any]], height: int, width: int) -> np.ndarray:
+    """Compressed RLEs (pycocotools dicts) -> bool [N, height, width] in one pycocotools call."""
+    if not rles:
+        return np.zeros((0, height, width), dtype=bool)
+    with warnings.catch_warnings():
+        # pycocotools 2.0.x under numpy 2 warns about its own __array__ on every decode; nothing to act on
+        warnings.simplefilter("ignore", DeprecationWarning)
+        decoded = mask_utils.decode(rles)
+    return np.ascontiguousarray(decoded.transpose(2, 0, 1), dtype=bool)
 
 
 def coco_from_dataset(dataset: dict[str, Any]) -> COCO:

@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from pointformer.image.coco import decode_rles
 from pointformer.io.atomic import atomic_write_bytes, atomic_write_json
 
 CATEGORIES: list[dict[str, Any]] = [
@@ -119,7 +120,7 @@ def _shape_polygon(rng: np.random.Generator, name: str, cx: float, cy: float, ra
 
 def _rasterise(polygons: list[list[float]], height: int, width: int) -> np.ndarray:
     """bool [H, W]: the union of the polygons as pycocotools rasterises them (the COCO reader's mask)."""
-    return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))).astype(bool)
+    return decode_rles([mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))], height, width)[0]
 
 
 def uncompressed_rle(mask: np.ndarray) -> dict[str, Any]:
