@@ -16,7 +16,8 @@ from pointformer.config import ConfigError, apply_overrides
 from pointformer.config.compose import load_config_yaml
 from pointformer.image.build import build_image_model, build_postprocessor, make_image_dataset, superpixel_settings
 from pointformer.image.dataset import CocoInstanceDataset, ImageBatch, ImageSample, collate_images, read_image
-from pointformer.image.evaluation import CocoResult, ImagePrediction, evaluate_coco
+from pointformer.image.evaluation import (AnyPrediction, CocoResult, EncodedPrediction, ImagePrediction,
+                                          encode_prediction, evaluate_coco)
 from pointformer.image.model import ImageSegmentorOutput, InstanceSegmentor2D
 from pointformer.image.settings import ImageRunSettings, is_image_config
 from pointformer.image.superpixels import image_superpixels
@@ -134,16 +135,16 @@ class ImagePredictor:
         """The evaluation form (resize only) of ``split``."""
         return make_image_dataset(self.settings.data, split, train=False, seed=0, limit=limit)
 
-    def predict_dataset(self, dataset: CocoInstanceDataset, *, batch_size: int = 4) -> list[ImagePrediction]:
-        """Predictions of every image of ``dataset``, in its order."""
-        predictions: list[ImagePrediction] = []
+    def predict_dataset(self, dataset: CocoInstanceDataset, *, batch_size: int = 4) -> list[EncodedPrediction]:
+        """Predictions of every image of ``dataset``, in its order (masks as compressed RLE)."""
+        predictions: list[EncodedPrediction] = []
         for start in range(0, len(dataset), batch_size):
             batch = collate_images([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-            predictions += predict_images(self.model, batch.to(self.device), self.postprocessor,
-                                          seed=self.settings.eval.seed)
+            predictions += [encode_prediction(p) for p in predict_images(
+                self.model, batch.to(self.device), self.postprocessor, seed=self.settings.eval.seed)]
         return predictions
 
-    def evaluate(self, dataset: CocoInstanceDataset, predictions: Sequence[ImagePrediction]) -> CocoResult:
+    def evaluate(self, dataset: CocoInstanceDataset, predictions: Sequence[AnyPrediction]) -> CocoResult:
         """COCO segm AP of ``predictions`` against the dataset's annotations."""
         return evaluate_coco(dataset.coco, list(predictions), dataset.class_to_category_id)
 

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from pointformer.image.build import build_image_loss, build_postprocessor
 from pointformer.image.dataset import ImageBatch
-from pointformer.image.evaluation import ImagePrediction, evaluate_coco
+from pointformer.image.evaluation import EncodedPrediction, encode_prediction, evaluate_coco
 from pointformer.image.model import ImageSegmentorOutput
 from pointformer.image.predictor import model_inputs, predict_images
 from pointformer.image.settings import ImageRunSettings
@@ -64,11 +64,12 @@ class ImageSegmentationTask:
         logs = {k: float(v) for k, v in losses.items() if k != "loss" and "/" not in k}
         return losses["loss"], logs
 
-    def predict(self, model: torch.nn.Module, batch: ImageBatch) -> list[ImagePrediction]:
-        """One ``ImagePrediction`` per image (masks at the original image size)."""
-        return predict_images(model, batch, self.postprocessor, seed=self.eval_seed)
+    def predict(self, model: torch.nn.Module, batch: ImageBatch) -> list[EncodedPrediction]:
+        """One prediction per image, masks at the original image size as compressed RLE: the trainer keeps
+        a whole split's predictions (boolean masks of a COCO-size split would not fit in memory)."""
+        return [encode_prediction(p) for p in predict_images(model, batch, self.postprocessor, seed=self.eval_seed)]
 
-    def evaluate(self, gt_ids: Sequence[Any], predictions: Sequence[ImagePrediction],
+    def evaluate(self, gt_ids: Sequence[Any], predictions: Sequence[EncodedPrediction],
                  scene_ids: Sequence[str]) -> dict[str, Any]:
         """COCO segm AP of the split: ap, ap50, ap75 (in [0, 1]), per-class AP and the printed table."""
         if self.coco_gt is None:

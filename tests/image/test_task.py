@@ -9,7 +9,7 @@ import torch
 
 from pointformer.config import compose_config
 from pointformer.image.build import build_image_model, make_image_dataset
-from pointformer.image.predictor import model_inputs
+from pointformer.image.predictor import model_inputs, predict_images
 from pointformer.image.settings import ImageRunSettings
 from pointformer.image.task import ImageSegmentationTask, batch_targets
 
@@ -59,8 +59,11 @@ def test_predictions_are_at_the_original_size_and_evaluate_to_coco_ap(setup):
     predictions = task.predict(model, batch)
     assert [p.image_id for p in predictions] == [s.image_id for s in batch.samples]
     for p, s in zip(predictions, batch.samples):
-        assert p.masks.shape[1:] == s.original_size  # 48 x 48 / 48 x 56, predicted at 32 px
-        assert p.masks.dtype == np.bool_ and len(p.classes) == len(p.scores) == p.masks.shape[0]
+        assert p.size == s.original_size  # 48 x 48 / 48 x 56, predicted at 32 px
+        assert len(p.classes) == len(p.scores) == len(p.rles)
+        assert all(tuple(r["size"]) == s.original_size for r in p.rles)
+    masks = predict_images(model, batch, task.postprocessor, seed=0)[0].masks  # the same, decoded
+    assert masks.dtype == np.bool_ and masks.shape[1:] == batch.samples[0].original_size
     metrics = task.evaluate(batch.gt_ids, predictions, batch.scene_ids)
     assert {"ap", "ap50", "ap75", "table"} <= set(metrics)
     assert 0.0 <= metrics["ap50"] <= 1.0
