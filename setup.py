@@ -25,6 +25,7 @@ setup(
         "tqdm>=4.60",
         "tensorboard>=2.12",
         "pycocotools>=2.0.6",
+        "pillow>=9.0",  # image files of the 2D branch (docs/image.md); also a dependency of matplotlib
         "matplotlib>=3.7",
         "numba>=0.58",  # the mesh segmentator's union-find loop (see docs/data.md)
         "laspy[lazrs]>=2.4",  # LAS/LAZ scans for `pointformer infer` (lazrs: LAZ without a separate tool)

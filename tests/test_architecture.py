@@ -17,7 +17,7 @@ PACKAGE = ROOT / "pointformer"
 
 # Bottom to top; the same list is written down in docs/architecture.md.
 LAYERS: list[set[str]] = [
-    {"config", "timing"},
+    {"config", "timing", "lazy"},
     {"io", "sparse"},
     {"losses", "models", "preprocess"},
     {"evaluation"},
@@ -27,6 +27,7 @@ LAYERS: list[set[str]] = [
     {"build"},
     {"inference"},
     {"engine"},
+    {"image"},
     {"cli"},
     {"__main__"},
 ]

@@ -39,3 +39,18 @@ def load_predictor(args: argparse.Namespace, checkpoint: Union[str, Path]) -> "P
 
     import_modules(args.imports)
     return Predictor.from_checkpoint(checkpoint, args.overrides, device=args.device)
+
+
+def is_image_config(cfg: object) -> bool:
+    """Whether a composed or stored config is a 2D run (``data.modality: image``), read without importing
+    the 2D package (the 3D commands must not load it)."""
+    data = getattr(cfg, "get", lambda key, default=None: default)("data")
+    return bool(data is not None and data.get("modality") == "image")
+
+
+def is_image_checkpoint(checkpoint: Union[str, Path]) -> bool:
+    """Whether ``checkpoint`` stores a 2D run's config (raises CheckpointError for a bad file)."""
+    from pointformer.config.compose import load_config_yaml
+    from pointformer.io.checkpoint import load_checkpoint
+
+    return is_image_config(load_config_yaml(load_checkpoint(checkpoint)["config"]))

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from pointformer.cli.common import add_checkpoint_options, load_predictor
+from pointformer.cli.common import add_checkpoint_options, import_modules, is_image_checkpoint, load_predictor
 
 
 def _fail(command: str, message: str, status: int) -> int:
@@ -126,7 +126,8 @@ def evaluate_model_main(argv: Sequence[str]) -> int:
                                                      "model.decoder.eval_num_queries=...)")
     parser.add_argument("--split", default=None, help="split to evaluate (default: data.val_split)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N scenes")
-    parser.add_argument("--out", default=None, help="folder for eval.csv and metrics.json")
+    parser.add_argument("--out", default=None, help="folder for eval.csv and metrics.json (image checkpoints: "
+                                                    "coco_results.json and metrics.json; default <run>/eval_<split>)")
     add_checkpoint_options(parser)
     args = parser.parse_args(list(argv))
 
@@ -135,6 +136,8 @@ def evaluate_model_main(argv: Sequence[str]) -> int:
     from pointformer.io.checkpoint import CheckpointError
 
     try:
+        if is_image_checkpoint(args.checkpoint):
+            return _evaluate_image_model(args)
         predictor = load_predictor(args, args.checkpoint)
         split = args.split or predictor.settings.data.val_split
         if split is None:
@@ -154,4 +157,24 @@ def evaluate_model_main(argv: Sequence[str]) -> int:
         result.to_csv(out / "eval.csv")
         atomic_write_json(out / "metrics.json", result.as_dict(), default=str)
         print(f"wrote {out / 'eval.csv'} and {out / 'metrics.json'}")
+    return 0
+
+
+def _evaluate_image_model(args: argparse.Namespace) -> int:
+    """evaluate-model on a 2D checkpoint: COCO segm AP, and the COCO results JSON (RLE)."""
+    from pointformer.config import ConfigError
+    from pointformer.image.commands import evaluate_image_checkpoint
+    from pointformer.io.checkpoint import CheckpointError
+
+    try:
+        import_modules(args.imports)
+        evaluation = evaluate_image_checkpoint(args.checkpoint, args.overrides, split=args.split, limit=args.limit,
+                                               out=args.out, device=args.device)
+    except (ConfigError, CheckpointError, ValueError) as exc:
+        return _fail("evaluate-model", str(exc), 2)
+    result = evaluation.result
+    print(result.table())
+    print(f"{evaluation.split}: {evaluation.num_images} images, checkpoint step {evaluation.step}: COCO segm "
+          f"AP {result.ap:.4f}  AP50 {result.ap50:.4f}  AP75 {result.ap75:.4f}")
+    print(f"wrote {evaluation.results_json} and {evaluation.metrics_json}")
     return 0

@@ -6,6 +6,9 @@ borders. Writes to ``--out`` (docs/inference.md): ``S.instances.json``, ``S.inst
 ``S.class_ids.{npy,txt}`` (-1 = none), ``S.ply`` coloured by instance, and for LAS/LAZ input a copy with
 ``instance`` and ``class`` extra dimensions. The checkpoint's input features are the contract: a model
 trained on colour refuses a scan without colour. The scan should be z-up and in metres.
+
+``pointformer infer IMAGE.png --checkpoint CKPT`` (an image file and a 2D checkpoint): writes
+IMAGE_instances.png (instances coloured, class and score labels) and IMAGE_instances.json.
 """
 from __future__ import annotations
 
@@ -26,6 +29,31 @@ def _tile(value: str) -> float | None:
     return None if value.lower() in ("none", "off", "0") else float(value)
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")  # files that go to the 2D flow
+
+
+def _infer_image(args: argparse.Namespace) -> int:
+    """An image file: the 2D flow (``pointformer.image.commands.infer_image_file``)."""
+    from pointformer.cli.common import import_modules
+    from pointformer.config import ConfigError
+    from pointformer.image.commands import infer_image_file
+    from pointformer.io.checkpoint import CheckpointError
+
+    if not args.checkpoint:
+        return _fail("an image needs --checkpoint PATH (a 2D run's checkpoint, e.g. "
+                     "demo_2d_output/run/checkpoints/best.pt)")
+    try:
+        import_modules(args.imports)
+        result = infer_image_file(args.checkpoint, args.scan, out=args.out, overrides=args.overrides,
+                                  device=args.device, score_threshold=args.score_threshold)
+    except (ConfigError, CheckpointError, ValueError) as exc:
+        return _fail(str(exc))
+    shown = [i for i in range(len(result.prediction.scores)) if result.prediction.scores[i] >= args.score_threshold]
+    print(f"{args.scan}: {len(shown)} instances with score >= {args.score_threshold:g}")
+    print(f"wrote {result.overlay}\n      {result.instances_json}")
+    return 0
+
+
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="pointformer infer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,12 +72,16 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--min-points", type=int, default=50, help="drop instances with fewer points (default 50)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--png", action="store_true",
-                        help="also render a PNG view (Open3D offscreen, matplotlib fallback)")
+                        help="also render a PNG view (Open3D offscreen, software fallback)")
     parser.add_argument("--show", action="store_true", help="open an Open3D viewer window")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the checkpoint config "
                                                      "(e.g. model.decoder.eval_num_queries=150)")
     add_checkpoint_options(parser)
+    parser.add_argument("--score-threshold", type=float, default=0.3,
+                        help="images: instances scoring below it are not drawn or listed (default 0.3)")
     args = parser.parse_args(list(argv))
+    if Path(args.scan).suffix.lower() in IMAGE_SUFFIXES:
+        return _infer_image(args)
 
     from pointformer.config import ConfigError
     from pointformer.engine.infer import InferOptions, find_default_checkpoint, infer_file

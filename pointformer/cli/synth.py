@@ -1,5 +1,6 @@
-"""`pointformer synth scannet OUT_ROOT --scenes N --seed S ...` and `pointformer synth s3dis OUT --rooms N --seed S
-[--defects]`: write synthetic raw-format scenes."""
+"""`pointformer synth scannet OUT_ROOT --scenes N --seed S ...`, `pointformer synth s3dis OUT --rooms N --seed S
+[--defects]`: write synthetic raw-format scenes; `pointformer synth shapes2d OUT --images N --seed S`: a COCO-format
+image set of textured shapes (the 2D branch)."""
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,9 @@ def _positive(text: str) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="pointformer synth", description="Generate synthetic scenes in a "
-                                     "dataset's raw file format (for tests, demos and benchmarks).")
+    parser = argparse.ArgumentParser(prog="pointformer synth", description="Generate synthetic data in a "
+                                     "dataset's raw file format (for tests, demos and benchmarks): 3D scenes "
+                                     "(scannet, s3dis) or COCO-format images (shapes2d).")
     sub = parser.add_subparsers(dest="dataset", required=True)
     sc = sub.add_parser("scannet", help="ScanNet v2 raw layout: scans/, scans_test/, label tsv, split files")
     sc.add_argument("out_root", type=Path, help="output folder (the 'ScanNet release' root)")
@@ -46,9 +48,20 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="inject every defect kind of the real release once (control bytes, a fused NUL, bad lines, "
                          "a duplicate file, a misnamed room file, stairs, CRLF, an empty file, a count mismatch, "
                          "an unreadable room)")
+    s2 = sub.add_parser("shapes2d", help="COCO-format images of textured, overlapping shapes: "
+                        "annotations/instances_{train,val}.json, train/, val/ (the 2D branch)")
+    s2.add_argument("out_root", type=Path, help="output folder (the dataset root)")
+    s2.add_argument("--images", type=_positive, default=64, help="training images (default 64)")
+    s2.add_argument("--val-images", type=_positive, default=None,
+                    help="validation images (default: a quarter of --images, at least 1)")
+    s2.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
+    s2.add_argument("--size", type=int, default=128, help="image width in pixels; height is the same or 3/4 "
+                    "(default 128)")
     args = parser.parse_args(argv)
     if args.dataset == "s3dis":
         return _synth_s3dis(args)
+    if args.dataset == "shapes2d":
+        return _synth_shapes2d(args)
 
     from pointformer.synthetic.scannet import generate_scannet
 
@@ -81,4 +94,21 @@ def _synth_s3dis(args: argparse.Namespace) -> int:
     points = sum(r.semantic.shape[0] for r in result.rooms.values())
     print(f"{result.release}: {len(result.rooms)} rooms, {points} annotated points, {len(result.defects)} injected "
           f"defects, {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _synth_shapes2d(args: argparse.Namespace) -> int:
+    from pointformer.image.synthetic import generate_shapes2d
+
+    start = time.perf_counter()
+    try:
+        result = generate_shapes2d(args.out_root, num_images=args.images, num_val_images=args.val_images,
+                                   seed=args.seed, size=args.size)
+    except (ValueError, OSError) as exc:
+        print(f"pointformer synth shapes2d: {exc}", file=sys.stderr)
+        return 1
+    parts = [f"{name}: {s.images} images, {s.instances} instances ({s.polygons} polygons, {s.rle_compressed} "
+             f"compressed RLE, {s.rle_uncompressed} uncompressed RLE), {s.crowd_regions} crowd regions"
+             for name, s in result.splits.items()]
+    print(f"{result.root}: " + "; ".join(parts) + f", {time.perf_counter() - start:.1f} s")
     return 0

@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Sequence
 
-from pointformer.cli.common import add_import_option, import_modules
+from pointformer.cli.common import add_import_option, import_modules, is_image_config
 
 
 def _fail(message: str, status: int = 2) -> int:
@@ -36,6 +36,7 @@ def main(argv: Sequence[str]) -> int:
                     "  pointformer train data=synthetic data.root=out/pre model=tiny trainer.epochs=50 "
                     "trainer.lr=2e-3\n"
                     "  pointformer train ... trainer.resume=auto      (continue the newest run of this name)\n"
+                    "  pointformer train experiment=demo_2d data.root=SHAPES   (2D: data with modality: image)\n"
                     "  pointformer train --import my_losses --config-dir my_configs loss=my_loss ...  (own loss)\n"
                     "  torchrun --nproc_per_node=2 -m pointformer train ...   (DDP; gloo on CPU, NCCL on GPU)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,15 +66,22 @@ def main(argv: Sequence[str]) -> int:
     from pointformer.io.checkpoint import CheckpointError
     from pointformer.io.scene import SceneFormatError
 
+    image = is_image_config(cfg)
     dist_info = init_distributed(str(cfg.trainer.device))
     try:
-        result = run_training(cfg, dist_info=dist_info, overrides=args.overrides)
+        if image:  # the 2D composition root, imported only for an image dataset
+            from pointformer.image.run import run_image_training
+
+            result = run_image_training(cfg, dist_info=dist_info, overrides=args.overrides)
+        else:
+            result = run_training(cfg, dist_info=dist_info, overrides=args.overrides)
     except (ConfigError, CheckpointError, SceneFormatError) as exc:  # user-fixable: one line naming the cause
         return _fail(str(exc))
     finally:
         shutdown_distributed()
     if dist_info.is_main:
         summary = {"run_dir": str(result.run_dir), "step": result.step, "best": result.best,
-                   **{k: result.last_val[k] for k in ("map", "map50", "map25") if k in result.last_val}}
+                   **{k: result.last_val[k] for k in ("map", "map50", "map25", "ap", "ap50", "ap75")
+                      if k in result.last_val}}
         print(json.dumps(summary))
     return 0

@@ -11,17 +11,15 @@ import datetime as _dt
 import logging
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from omegaconf import DictConfig, open_dict
 
-from pointformer.build import build_model, check_classes, make_dataset, resolve_color_stats
 from pointformer.config import RunSettings
 from pointformer.config.compose import plain_config, to_yaml
 from pointformer.engine import checkpoint as ckpt
 from pointformer.engine.distributed import DistInfo, broadcast_object
 from pointformer.engine.hooks import Hook
-from pointformer.engine.task import InstanceSegmentationTask
 from pointformer.engine.trainer import FitResult, Task, Trainer, seed_everything
 from pointformer.io.atomic import atomic_write_text
 
@@ -52,9 +50,10 @@ def _latest_run(parent: Path) -> Optional[Path]:
     return max(runs, key=lambda p: p.name) if runs else None
 
 
-def choose_run_dir(settings: RunSettings) -> Path:
-    """``run_dir`` if set; for ``trainer.resume=auto`` the newest run of this name with checkpoints;
-    otherwise a new timestamped folder under ``<output_root>/<name>/``."""
+def choose_run_dir(settings: Any) -> Path:
+    """``run_dir`` if set (``settings``: a ``RunSettings`` or the 2D branch's, with ``run_dir``,
+    ``output_root``, ``name`` and ``trainer.resume``); for ``trainer.resume=auto`` the newest run of
+    this name with checkpoints; otherwise a new timestamped folder under ``<output_root>/<name>/``."""
     if settings.run_dir is not None:
         return settings.run_dir
     parent = settings.output_root / settings.name
@@ -70,6 +69,26 @@ def choose_run_dir(settings: RunSettings) -> Path:
     return parent / _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
 
+def prepare_run_dir(cfg: DictConfig, settings: Any, dist_info: DistInfo,
+                    overrides: Sequence[str]) -> tuple[Path, str]:
+    """Choose the run folder (rank 0, broadcast), store it in ``cfg.run_dir`` and write ``config.yaml``
+    and ``overrides.txt`` there (rank 0). Returns (run folder, the resolved config YAML)."""
+    run_dir = Path(broadcast_object(str(choose_run_dir(settings)) if dist_info.is_main else None))
+    with open_dict(cfg):
+        cfg.run_dir = str(run_dir)
+    config_yaml = to_yaml(plain_config(cfg))
+    if dist_info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        # config.yaml is the latest start/resume; an earlier, different one is kept beside it
+        previous = run_dir / "config.yaml"
+        if previous.is_file() and previous.read_text() != config_yaml:
+            stamp = _dt.datetime.fromtimestamp(previous.stat().st_mtime).strftime("%Y-%m-%d_%H-%M-%S")
+            previous.rename(run_dir / f"config.{stamp}.yaml")
+        atomic_write_text(previous, config_yaml)
+        atomic_write_text(run_dir / "overrides.txt", "\n".join(overrides) + ("\n" if overrides else ""))
+    return run_dir, config_yaml
+
+
 def run_training(cfg: DictConfig, *, dist_info: DistInfo = DistInfo(), overrides: Sequence[str] = (),
                  hooks: Sequence[Hook] = (), task: Optional[Task] = None) -> FitResult:
     """Train with ``cfg`` (a composed config); returns the trainer's result (on every rank).
@@ -78,6 +97,10 @@ def run_training(cfg: DictConfig, *, dist_info: DistInfo = DistInfo(), overrides
         hooks: extra trainer hooks, run after the built-in ones (e.g. a study's measurements).
         task: the model/loss pairing to train (default: the run's ``InstanceSegmentationTask``).
     """
+    # the 3D parts are imported here, not at module level: the 2D branch uses this module's run folder helpers
+    from pointformer.build import build_model, check_classes, make_dataset, resolve_color_stats
+    from pointformer.engine.task import InstanceSegmentationTask
+
     settings = RunSettings.from_config(cfg)
     data = resolve_color_stats(settings.data)
     if data is not settings.data:  # the run folder and checkpoints store the statistics used
@@ -95,19 +118,7 @@ def run_training(cfg: DictConfig, *, dist_info: DistInfo = DistInfo(), overrides
     seed_everything(trainer_settings.seed)  # the initial weights are part of what a seed reproduces
     model = build_model(settings)
 
-    run_dir = Path(broadcast_object(str(choose_run_dir(settings)) if dist_info.is_main else None))
-    with open_dict(cfg):
-        cfg.run_dir = str(run_dir)
-    config_yaml = to_yaml(plain_config(cfg))
-    if dist_info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        # config.yaml is the latest start/resume; an earlier, different one is kept beside it
-        previous = run_dir / "config.yaml"
-        if previous.is_file() and previous.read_text() != config_yaml:
-            stamp = _dt.datetime.fromtimestamp(previous.stat().st_mtime).strftime("%Y-%m-%d_%H-%M-%S")
-            previous.rename(run_dir / f"config.{stamp}.yaml")
-        atomic_write_text(previous, config_yaml)
-        atomic_write_text(run_dir / "overrides.txt", "\n".join(overrides) + ("\n" if overrides else ""))
+    run_dir, config_yaml = prepare_run_dir(cfg, settings, dist_info, overrides)
     setup_logging(run_dir, dist_info)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("run %s: %d train / %s val scenes, model %s (%.2fM parameters), loss %s, %d process(es)",

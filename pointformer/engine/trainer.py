@@ -21,13 +21,12 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Protocol, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pointformer.data.collate import SceneBatch, collate_scenes
 from pointformer.data.sampler import ResumableBatchSampler, ShardedEvalSampler
 from pointformer.config import TrainerSettings
 from pointformer.engine import checkpoint as ckpt
@@ -36,6 +35,9 @@ from pointformer.engine.hooks import (CheckpointHook, Hook, LRSchedulerHook, Pro
                                       ValidationHook)
 from pointformer.engine.metrics_log import MetricsLogger
 from pointformer.timing import Stopwatch
+
+if TYPE_CHECKING:
+    from pointformer.data.collate import SceneBatch
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +108,8 @@ class Trainer:
         hooks: extra hooks (``pointformer.engine.hooks.Hook``), run after the built-in bookkeeping of
             a step and before its validation and checkpoint; their state is saved in checkpoints.
         collate_fn: turns a list of dataset items into a batch with ``.to(device)``, ``.batch_size``,
-            ``.scene_ids`` and ``.gt_ids``.
+            ``.scene_ids`` and ``.gt_ids`` (None: the 3D ``collate_scenes``, imported only then, so a
+            2D run loads no 3D module).
 
     What hooks may use: ``settings``, ``model``, ``optimizer``, ``scheduler``, ``device``, ``dist``,
     ``run_dir``, ``val_set``, ``step`` (optimiser steps done), ``steps_per_epoch``, ``last_step``,
@@ -117,13 +120,17 @@ class Trainer:
     def __init__(self, *, model: torch.nn.Module, task: Task, train_set: Dataset, val_set: Optional[Dataset],
                  settings: TrainerSettings, run_dir: os.PathLike | str, config_yaml: str,
                  dist_info: DistInfo = DistInfo(), hooks: Sequence[Hook] = (),
-                 collate_fn: Any = collate_scenes) -> None:
+                 collate_fn: Any = None) -> None:
         self.settings = settings
         self.task = task
         self.train_set, self.val_set = train_set, val_set
         self.run_dir = Path(run_dir)
         self.config_yaml = config_yaml
         self.dist = dist_info
+        if collate_fn is None:
+            from pointformer.data.collate import collate_scenes
+
+            collate_fn = collate_scenes
         self.collate_fn = collate_fn
         self.device = resolve_device(settings.device, dist_info)
         self.amp_dtype = resolve_amp(settings.amp, self.device)

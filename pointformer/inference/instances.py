@@ -13,14 +13,15 @@ Postprocessing (``pointformer.inference.postprocess``) turns a scene's query mas
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from pointformer.evaluation import ScenePrediction, SegmentMasks
-from pointformer.evaluation.prediction import MaskArray
+if TYPE_CHECKING:  # the evaluator's types are imported where used: the 2D branch loads this module without them
+    from pointformer.evaluation import ScenePrediction
+    from pointformer.evaluation.prediction import MaskArray
 
 
 @dataclass
@@ -57,6 +58,8 @@ class InstancePrediction:
                 dropped by voxelisation; it belongs to no mask).
             dataset_ids: dataset class id of each class index (e.g. SCANNET_INSTANCE_IDS).
         """
+        from pointformer.evaluation import ScenePrediction, SegmentMasks
+
         ids = self.class_ids(dataset_ids).numpy()
         scores = self.scores.detach().float().cpu().numpy()
         if token_index.numel() and int(token_index.min()) >= 0:

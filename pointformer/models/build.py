@@ -21,13 +21,15 @@ import dataclasses
 import inspect
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from omegaconf import DictConfig, OmegaConf
 
 from pointformer.config.compose import CONFIG_DIR as _CONFIG_ROOT
 from pointformer.models.decoder import QueryDecoder
-from pointformer.models.segmentor import InstanceSegmentor3D
+
+if TYPE_CHECKING:  # imported in build_model: the 2D branch uses build_decoder without the 3D model
+    from pointformer.models.segmentor import InstanceSegmentor3D
 
 __all__ = ["CONFIG_DIR", "available_model_configs", "load_model_config", "build_decoder", "build_model"]
 
@@ -111,6 +113,7 @@ def build_model(cfg: Any, *, mask_activation: str, query_init: str) -> InstanceS
         )
 
     from pointformer.models.backbone3d import Res16UNet
+    from pointformer.models.segmentor import InstanceSegmentor3D
 
     backbone_kwargs = _to_dict(conf["backbone"], "backbone config")
     try:
