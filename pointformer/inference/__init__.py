@@ -10,7 +10,7 @@ from pointformer.lazy import lazy_exports
 _EXPORTS = {
     "InstancePrediction": "instances", "PointInstances": "instances", "point_instances": "instances",
     "Postprocessor": "postprocess",
-    "Instance": "predictor", "MissingFeatureError": "predictor", "PredictedScene": "predictor",
+    "MissingFeatureError": "predictor", "PredictedScene": "predictor",
     "Predictor": "predictor", "ScanInstances": "predictor", "predict_instances": "predictor",
 }
 __all__ = list(_EXPORTS)

@@ -36,6 +36,7 @@ from pointformer.inference.instances import InstancePrediction, PointInstances, 
 from pointformer.inference.postprocess import Postprocessor
 from pointformer.inference.reseed import Reseeder
 from pointformer.io.checkpoint import CheckpointError, load_checkpoint
+from pointformer.io.predictions import PredictedInstance
 from pointformer.inference.tiling import predict_tiled, voxel_units
 from pointformer.preprocess.cloud_segmentator import cell_superpoints, cloud_normals, segment_cloud
 
@@ -44,17 +45,6 @@ SUPERPOINT_METHODS = ("knn", "cells")
 
 class MissingFeatureError(ValueError):
     """A scan lacks an input feature the checkpoint's model reads (message names feature, scan and checkpoint)."""
-
-
-@dataclass(frozen=True)
-class Instance:
-    """One predicted instance of a scan: id (0..K-1, by descending score), class, score and point count."""
-
-    id: int
-    class_id: int
-    class_name: str
-    score: float
-    num_points: int
 
 
 @dataclass
@@ -69,7 +59,7 @@ class ScanInstances:
 
     instance_ids: np.ndarray
     class_ids: np.ndarray
-    instances: list[Instance]
+    instances: list[PredictedInstance]
     features: tuple[str, ...]
     tiles: Optional[dict]
     superpoints: str
@@ -337,7 +327,7 @@ class Predictor:
                                      overlap=overlap, merge_iou=merge_iou, min_points=min_points, progress=progress)
         instance_ids = merged.unit_instance[units.point_unit]
         class_of = np.append(merged.class_ids, -1).astype(np.int32)  # index -1 -> the appended -1
-        instances = [Instance(id=i, class_id=int(c), class_name=names.get(int(c), str(int(c))), score=float(s),
+        instances = [PredictedInstance(id=i, class_id=int(c), class_name=names.get(int(c), str(int(c))), score=float(s),
                               num_points=int(k))
                      for i, (c, s, k) in enumerate(zip(merged.class_ids, merged.scores, merged.num_points))]
         method = (superpoint_name if superpoint is not None else

@@ -30,7 +30,8 @@ class PredictionFormatError(ValueError):
 
 @dataclass(frozen=True)
 class PredictedInstance:
-    """One entry of ``instances`` in ``S.instances.json``."""
+    """One predicted instance of a scan: an entry of ``instances`` in ``S.instances.json`` and of
+    ``ScanInstances.instances`` (``Predictor.predict``); id 0..K-1 by descending score."""
 
     id: int
     class_id: int

@@ -11,7 +11,8 @@ from pointformer.config import RunSettings, compose_config
 from pointformer.config.compose import plain_config, to_yaml
 from pointformer.data.toy import make_toy_scene
 from pointformer.inference import Predictor
-from pointformer.inference.predictor import Instance, MissingFeatureError, ScanInstances
+from pointformer.inference.predictor import MissingFeatureError, ScanInstances
+from pointformer.io.predictions import PredictedInstance
 from pointformer.io.checkpoint import write_checkpoint
 
 
@@ -47,7 +48,7 @@ def _check(result: ScanInstances, n: int) -> None:
     scores = [inst.score for inst in result.instances]
     assert scores == sorted(scores, reverse=True)
     for inst in result.instances:
-        assert isinstance(inst, Instance)
+        assert isinstance(inst, PredictedInstance)
         mask = result.mask(inst.id)
         assert mask.sum() == inst.num_points > 0
         assert (result.class_ids[mask] == inst.class_id).all()
