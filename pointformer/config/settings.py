@@ -24,7 +24,7 @@ def _plain(node: Any) -> Any:
     return node
 
 
-def _fields(cls: type, section: str, values: Any) -> dict[str, Any]:
+def checked_fields(cls: type, section: str, values: Any) -> dict[str, Any]:
     """The mapping ``values`` checked against the dataclass fields of ``cls`` (no unknown, none missing)."""
     values = _plain(values)
     if not isinstance(values, Mapping):
@@ -72,7 +72,7 @@ class DataSettings:
 
     @classmethod
     def from_mapping(cls, values: Any) -> "DataSettings":
-        v = _fields(cls, "data", values)
+        v = checked_fields(cls, "data", values)
         colour = {k: None if v[k] is None else tuple(float(x) for x in v[k]) for k in ("color_mean", "color_std")}
         return cls(name=str(v["name"]), dataset=str(v["dataset"]), root=optional_path(v["root"]),
                    train_split=str(v["train_split"]), val_split=_optional_str(v["val_split"]),
@@ -98,7 +98,7 @@ class ModelSettings:
 
     @classmethod
     def from_mapping(cls, values: Any) -> "ModelSettings":
-        v = _fields(cls, "model", values)
+        v = checked_fields(cls, "model", values)
         return cls(name=str(v["name"]), in_channels=int(v["in_channels"]), num_classes=int(v["num_classes"]),
                    voxel_size=float(v["voxel_size"]), backbone=dict(v["backbone"] or {}),
                    decoder=dict(v["decoder"] or {}))
@@ -117,7 +117,7 @@ class LossSettings:
 
     @classmethod
     def from_mapping(cls, values: Any) -> "LossSettings":
-        v = _fields(cls, "loss", values)
+        v = checked_fields(cls, "loss", values)
         layer_weights = v["layer_weights"]
         return cls(name=str(v["name"]), params=dict(v["params"] or {}),
                    term_weights={k: float(w) for k, w in (v["term_weights"] or {}).items()},
@@ -159,7 +159,7 @@ class TrainerSettings:
 
     @classmethod
     def from_mapping(cls, values: Any) -> "TrainerSettings":
-        v = _fields(cls, "trainer", values)
+        v = checked_fields(cls, "trainer", values)
         v["betas"] = tuple(float(b) for b in v["betas"])
         if isinstance(v["amp"], bool):  # YAML 1.1 reads a bare off/on as a boolean
             v["amp"] = "auto" if v["amp"] else "off"
@@ -188,7 +188,7 @@ class EvalSettings:
 
     @classmethod
     def from_mapping(cls, values: Any) -> "EvalSettings":
-        return cls(seed=int(_fields(cls, "eval", values)["seed"]))
+        return cls(seed=int(checked_fields(cls, "eval", values)["seed"]))
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ class RunSettings:
     @classmethod
     def from_config(cls, cfg: DictConfig | Mapping[str, Any]) -> "RunSettings":
         """Read a composed or stored config once (interpolations resolved)."""
-        v = _fields(cls, "config", cfg)
+        v = checked_fields(cls, "config", cfg)
         return cls(name=str(v["name"]), output_root=Path(str(v["output_root"])).expanduser(),
                    run_dir=optional_path(v["run_dir"]), data=DataSettings.from_mapping(v["data"]),
                    model=ModelSettings.from_mapping(v["model"]), loss=LossSettings.from_mapping(v["loss"]),

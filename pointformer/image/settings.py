@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pointformer.config import ConfigError, EvalSettings, LossSettings, TrainerSettings
 from pointformer.config.compose import optional_path
-from pointformer.config.settings import _fields as checked_fields  # the one strict section reader
+from pointformer.config.settings import checked_fields  # the one strict section reader
 from pointformer.image.tokens import TOKEN_KINDS
 
 __all__ = ["IMAGE_MODALITY", "is_image_config", "ImageDataSettings", "ImageModelSettings", "ImageRunSettings"]
