@@ -299,6 +299,9 @@ class Predictor:
                 "knn" (the kNN-graph segmentator) or "cells" (``cell``-metre cubes).
             tile_size, overlap: square tiles in metres (x-y) and their overlap; None: one pass.
             min_points: instances with fewer points are dropped; merge_iou: the band IoU that joins tile instances.
+            query_radius: metres; an instance reaches at most this far from its query's seed token (None: no
+                limit). The model's mask logits do not see positions, so without it a query of one room also
+                claims look-alike objects of other rooms in the same tile or pass (docs/inference.md).
             source: the scan's name for messages; superpoint_name: what made ``superpoint`` (for the description).
         Returns: per-point instance and class ids (-1 = none) and the instances, by descending score.
         Raises MissingFeatureError, or ValueError for arrays of the wrong shape.
