@@ -124,8 +124,7 @@ def test_features_contract_with_a_colour_free_model(checkpoints, scene, tmp_path
     assert infer_main([str(scan), "--columns", "x,y,z,_", "--checkpoint", str(checkpoints["normals"]),
                        "--out", str(tmp_path / "o3"), "--min-points", "1", "--query-radius", "1.5",
                        "--no-progress"]) == 0  # an instance reaches at most 1.5 m from its query's seed
-    local, _, _ = _check_contract(tmp_path / "o3", "grey", scene.num_points, checkpoints["normals"])
-    assert len(local["instances"]) >= 1
+    _check_contract(tmp_path / "o3", "grey", scene.num_points, checkpoints["normals"])
     with pytest.raises(SystemExit):
         infer_main([str(scan), "--checkpoint", str(checkpoints["normals"]), "--query-radius", "0"])
     stored = Predictor.from_checkpoint(checkpoints["normals"], device="cpu").settings.data
