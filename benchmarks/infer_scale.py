@@ -183,6 +183,11 @@ def tiling_agreement(checkpoint: Path, rooms: Path, tile: float, overlap: float,
     if "superpoints" in per_room_estimates:
         superpoint = np.concatenate([segment_cloud(xyz[room_of == i].astype(np.float32)) + 100_000 * i
                                      for i in range(len(clouds))])
+    if "mesh" in per_room_estimates:  # the mesh segmentator's superpoints and vertex normals, as in training
+        from pointformer.engine.infer import mesh_normals, mesh_superpoints
+
+        superpoint = np.concatenate([mesh_superpoints(c) + 100_000 * i for i, c in enumerate(clouds)])
+        normals = np.concatenate([mesh_normals(c) for c in clouds])
 
     def predict(sel: np.ndarray, tile_size: Optional[float]):
         return predictor.predict(xyz[sel], None if rgb is None else rgb[sel],
@@ -284,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                              "translation period)")
     parser.add_argument("--query-radius", type=float, default=None,
                         help="with --agreement: Predictor.predict(query_radius=...)")
-    parser.add_argument("--per-room", nargs="*", default=[], choices=("normals", "superpoints"),
+    parser.add_argument("--per-room", nargs="*", default=[], choices=("normals", "superpoints", "mesh"),
                         help="with --agreement: estimate these once per whole room and give them to every "
                              "prediction (instead of per tile)")
     parser.add_argument("--normals", type=float, default=None, metavar="N",
