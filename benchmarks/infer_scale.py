@@ -13,10 +13,14 @@ Predictions of an untrained model are meaningless; only time and memory are meas
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/infer_scale.py --agreement CKPT --rooms RAW/scans --tile 8
 
 ``--agreement``: with a trained checkpoint, the synthetic rooms (meshes) under ``--rooms`` become one bare
-cloud of 4 rooms on a 2 x 2 grid (1 m apart, no faces; colour only if the model reads it), predicted in one
-pass, in tiles, and room by room; prints the share of one-pass (and per-room) instances that the tiled
-prediction finds with IoU >= 0.9 (the issue's criterion) and >= 0.5, and, as the model's own stability,
-the same share between room-by-room predictions and those of the rooms without a random 2 % of their points.
+cloud of 4 rooms on a 2 x 2 grid (8 m apart rounded up to the model's translation period, ``--spacing``
+to set it; no faces; colour only if the model reads it), predicted in one pass, in tiles, and room by room;
+prints the share of one-pass (and per-room) instances that the tiled prediction finds with IoU >= 0.9 (the
+issue's criterion) and >= 0.5, and, as the model's own stability, the same share between room-by-room
+predictions and those of the rooms without a random 2 % of their points. ``--query-radius M``:
+``Predictor.predict(query_radius=M)``; ``--override KEY=VALUE``: changes of the stored config (e.g.
+``model.decoder.eval_num_queries=1000``); ``--per-room normals superpoints mesh``: estimate normals / kNN
+superpoints once per whole room, or take the rooms' mesh superpoints and normals, instead of per tile.
 
 ``--normals N``: the normals estimation alone (kNN PCA, ``cloud_normals``, as a colour-free model's tiles
 run it) on one synthetic room of N points: seconds and the angle to the true normal (floor +z, walls inwards).
