@@ -13,10 +13,14 @@ Predictions of an untrained model are meaningless; only time and memory are meas
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/infer_scale.py --agreement CKPT --rooms RAW/scans --tile 8
 
 ``--agreement``: with a trained checkpoint, the synthetic rooms (meshes) under ``--rooms`` become one bare
-cloud of 4 rooms on a 2 x 2 grid (1 m apart, no faces; colour only if the model reads it), predicted in one
-pass, in tiles, and room by room; prints the share of one-pass (and per-room) instances that the tiled
-prediction finds with IoU >= 0.9 (the issue's criterion) and >= 0.5, and, as the model's own stability,
-the same share between room-by-room predictions and those of the rooms without a random 2 % of their points.
+cloud of 4 rooms on a 2 x 2 grid (8 m apart rounded up to the model's translation period, ``--spacing``
+to set it; no faces; colour only if the model reads it), predicted in one pass, in tiles, and room by room;
+prints the share of one-pass (and per-room) instances that the tiled prediction finds with IoU >= 0.9 (the
+issue's criterion) and >= 0.5, and, as the model's own stability, the same share between room-by-room
+predictions and those of the rooms without a random 2 % of their points. ``--query-radius M``:
+``Predictor.predict(query_radius=M)``; ``--override KEY=VALUE``: changes of the stored config (e.g.
+``model.decoder.eval_num_queries=1000``); ``--per-room normals superpoints mesh``: estimate normals / kNN
+superpoints once per whole room, or take the rooms' mesh superpoints and normals, instead of per tile.
 
 ``--normals N``: the normals estimation alone (kNN PCA, ``cloud_normals``, as a colour-free model's tiles
 run it) on one synthetic room of N points: seconds and the angle to the true normal (floor +z, walls inwards).
@@ -35,6 +39,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -148,26 +153,56 @@ def _agreement(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
     return np.array(ious)
 
 
-def tiling_agreement(checkpoint: Path, rooms: Path, tile: float, overlap: float, count: int = 4) -> dict:
-    """Tiled vs one-pass vs room-by-room instances of a trained model on a 2 x 2 grid of rooms (module doc)."""
+def tiling_agreement(checkpoint: Path, rooms: Path, tile: float, overlap: float, count: int = 4,
+                      overrides: tuple[str, ...] = (), per_room_estimates: tuple[str, ...] = (),
+                      spacing: Optional[float] = None, query_radius: Optional[float] = None) -> dict:
+    """Tiled vs one-pass vs room-by-room instances of a trained model on a 2 x 2 grid of rooms (module doc);
+    ``overrides``: ``key=value`` changes of the checkpoint's stored config (e.g. the evaluation query count)."""
     from pointformer.inference import Predictor
     from pointformer.io.clouds import read_cloud
+    from pointformer.preprocess.cloud_segmentator import cloud_normals, segment_cloud
 
-    predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+    predictor = Predictor.from_checkpoint(checkpoint, overrides, device="cpu")
     wants_rgb = "rgb" in predictor.settings.data.features
     clouds = [read_cloud(p) for p in sorted(rooms.glob("*/*_vh_clean_2.ply"))[-count:]]
     parts, colours, room_of = [], [], []
+    # rooms are < 7.3 m: 8 m or more apart (1 m gaps), rounded up to the model's translation period so that a
+    # room predicted alone sees the same voxels as in the whole scan (a reference that tiling cannot change)
+    if spacing is None:
+        period = float(predictor.model.translation_period)
+        spacing = math.ceil(8.0 / period) * period
     for i, cloud in enumerate(clouds):
         xyz = cloud.xyz - cloud.xyz.min(axis=0)
-        xyz[:, :2] += [(i % 2) * 8.0, (i // 2) * 8.0]  # rooms are < 7 m: 1 m or more apart
+        xyz[:, :2] += [(i % 2) * spacing, (i // 2) * spacing]
         parts.append(xyz)
         colours.append(cloud.rgb)
         room_of.append(np.full(len(xyz), i))
     xyz, room_of = np.concatenate(parts), np.concatenate(room_of)
     rgb = np.concatenate(colours) if wants_rgb else None
-    kwargs = {"min_points": 50}
-    one = predictor.predict(xyz, rgb, tile_size=None, **kwargs).instance_ids
-    tiled_result = predictor.predict(xyz, rgb, tile_size=tile, overlap=overlap, **kwargs)
+    # per_room: normals and/or kNN superpoints made once per whole room and given to every prediction, so
+    # that tiled and untiled passes differ only in what the model sees (diagnostic of the per-tile estimates)
+    normals = superpoint = None
+    if "normals" in per_room_estimates:
+        normals = np.concatenate([cloud_normals(xyz[room_of == i].astype(np.float32)) for i in range(len(clouds))])
+    if "superpoints" in per_room_estimates:
+        superpoint = np.concatenate([segment_cloud(xyz[room_of == i].astype(np.float32)) + 100_000 * i
+                                     for i in range(len(clouds))])
+    if "mesh" in per_room_estimates:  # the mesh segmentator's superpoints and vertex normals, as in training
+        from pointformer.engine.infer import mesh_normals, mesh_superpoints
+
+        superpoint = np.concatenate([mesh_superpoints(c) + 100_000 * i for i, c in enumerate(clouds)])
+        normals = np.concatenate([mesh_normals(c) for c in clouds])
+
+    def predict(sel: np.ndarray, tile_size: Optional[float]):
+        return predictor.predict(xyz[sel], None if rgb is None else rgb[sel],
+                                 normals=None if normals is None else normals[sel],
+                                 superpoint=None if superpoint is None else superpoint[sel],
+                                 tile_size=tile_size, overlap=overlap, min_points=50, **predict_options)
+
+    predict_options = {} if query_radius is None else {"query_radius": query_radius}
+    everything = np.ones(len(xyz), bool)
+    one = predict(everything, None).instance_ids
+    tiled_result = predict(everything, tile)
     tiled = tiled_result.instance_ids
     # the model's own stability: each room alone, and each room alone without a random 2 % of its points
     # (compared on the points both have; -2 marks the dropped ones)
@@ -176,19 +211,20 @@ def tiling_agreement(checkpoint: Path, rooms: Path, tile: float, overlap: float,
     offset = shifted_offset = 0
     for i in range(len(clouds)):
         sel = room_of == i
-        room_rgb = None if rgb is None else rgb[sel]
-        ids = predictor.predict(xyz[sel], room_rgb, tile_size=None, **kwargs).instance_ids
+        ids = predict(sel, None).instance_ids
         per_room[sel] = np.where(ids >= 0, ids + offset, -1)
         offset += int(ids.max()) + 1
         kept = sel & keep
-        moved = predictor.predict(xyz[kept], None if rgb is None else rgb[kept], tile_size=None,
-                                  **kwargs).instance_ids
+        moved = predict(kept, None).instance_ids
         shifted[kept] = np.where(moved >= 0, moved + shifted_offset, -1)
         shifted_offset += int(moved.max()) + 1
     both = shifted != -2
     vs_one, vs_room = _agreement(one, tiled), _agreement(per_room, tiled)
     vs_shift = _agreement(per_room[both], shifted[both])
-    return {"bench": "infer_tiling_agreement", "checkpoint": str(checkpoint), "rooms": len(clouds),
+    return {"bench": "infer_tiling_agreement", "checkpoint": str(checkpoint), "overrides": list(overrides),
+            "per_room_estimates": list(per_room_estimates),
+            "query_radius": query_radius,
+            "rooms": len(clouds), "room_spacing": round(spacing, 3),
             "points": int(len(xyz)), "tile_size": tile, "overlap": overlap,
             "tiles": tiled_result.tiles["count"] if tiled_result.tiles else 1,
             "instances_one_pass": int(one.max()) + 1, "instances_per_room": offset,
@@ -250,6 +286,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agreement", type=Path, default=None, metavar="CKPT",
                         help="instead: tiled vs one-pass agreement of this trained checkpoint on --rooms")
     parser.add_argument("--rooms", type=Path, default=None, help="folder of synthetic rooms (RAW/scans)")
+    parser.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="with --agreement: changes of the checkpoint's stored config")
+    parser.add_argument("--spacing", type=float, default=None,
+                        help="with --agreement: room spacing in metres (default: 8 m rounded up to the model's "
+                             "translation period)")
+    parser.add_argument("--query-radius", type=float, default=None,
+                        help="with --agreement: Predictor.predict(query_radius=...)")
+    parser.add_argument("--per-room", nargs="*", default=[], choices=("normals", "superpoints", "mesh"),
+                        help="with --agreement: estimate these once per whole room and give them to every "
+                             "prediction (instead of per tile)")
     parser.add_argument("--normals", type=float, default=None, metavar="N",
                         help="instead: time and accuracy of the normals estimation on a room of N points")
     args = parser.parse_args(argv)
@@ -260,7 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.agreement is not None:
         if args.rooms is None:
             parser.error("--agreement needs --rooms")
-        print(json.dumps(tiling_agreement(args.agreement, args.rooms, args.tile, args.overlap)), flush=True)
+        print(json.dumps(tiling_agreement(args.agreement, args.rooms, args.tile, args.overlap,
+                                                    overrides=tuple(args.override),
+                                                    per_room_estimates=tuple(args.per_room),
+                                                    spacing=args.spacing, query_radius=args.query_radius)),
+              flush=True)
         return 0
     from pointformer.io.ply import write_ply
 

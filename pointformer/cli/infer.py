@@ -29,6 +29,13 @@ def _tile(value: str) -> float | None:
     return None if value.lower() in ("none", "off", "0") else float(value)
 
 
+def _metres(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of metres, got {value}")
+    return number
+
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")  # files that go to the 2D flow
 
 
@@ -70,6 +77,9 @@ def main(argv: Sequence[str]) -> int:
                         help="superpoints of a point cloud: the kNN-graph segmentator (default) or cubic cells")
     parser.add_argument("--cell", type=float, default=0.1, help="cell size in metres for --superpoints cells")
     parser.add_argument("--min-points", type=int, default=50, help="drop instances with fewer points (default 50)")
+    parser.add_argument("--query-radius", type=_metres, default=None, metavar="M",
+                        help="an instance reaches at most M metres from its query's seed (default: no limit; "
+                             "docs/inference.md, tiles and one pass)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--png", action="store_true",
                         help="also render a PNG view (Open3D offscreen, software fallback)")
@@ -95,7 +105,7 @@ def main(argv: Sequence[str]) -> int:
     out = Path(args.out) if args.out else scan_path.parent / f"{scan_path.stem}_instances"
     options = InferOptions(columns=args.columns, tile_size=args.tile, overlap=args.overlap,
                            superpoints=args.superpoints, cell=args.cell, min_points=args.min_points,
-                           progress=not args.no_progress)
+                           query_radius=args.query_radius, progress=not args.no_progress)
     try:
         predictor = load_predictor(args, checkpoint)
         result = infer_file(predictor, scan_path, out, options)

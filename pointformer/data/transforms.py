@@ -68,14 +68,27 @@ class Compose:
 
 
 class CenterScene:
-    """Move the scene so that its points' mean is the origin (Mask3D centres every scene)."""
+    """Move the scene so that its points' mean is the origin (Mask3D centres every scene).
+
+    ``grid`` (metres): move it by the mean rounded to a multiple of ``grid`` instead, so that two scenes
+    cut from one scan (a tile, a room, the whole scan) keep the same voxel grid relative to the scan;
+    prediction on scans uses the model's ``translation_period`` (``inference.predictor``).
+    """
+
+    def __init__(self, *, grid: Optional[float] = None) -> None:
+        if grid is not None and not grid > 0:
+            raise ValueError(f"CenterScene: grid must be positive, got {grid}")
+        self.grid = grid
 
     def __call__(self, sample: PointSample, rng: np.random.Generator) -> PointSample:
-        sample.xyz = (sample.xyz - sample.xyz.mean(axis=0, dtype=np.float64)).astype(np.float32)
+        centre = sample.xyz.mean(axis=0, dtype=np.float64)
+        if self.grid is not None:
+            centre = np.round(centre / self.grid) * self.grid
+        sample.xyz = (sample.xyz - centre).astype(np.float32)
         return sample
 
     def __repr__(self) -> str:
-        return "CenterScene()"
+        return "CenterScene()" if self.grid is None else f"CenterScene(grid={self.grid})"
 
 
 class RandomFlip:
@@ -284,11 +297,12 @@ def build_transforms(
     color_mean: Sequence[float] = SCANNET_COLOR_MEAN,
     color_std: Sequence[float] = SCANNET_COLOR_STD,
     augment: Optional[dict] = None,
+    centre_grid: Optional[float] = None,
 ) -> Compose:
     """The Mask3D pipeline: centre, then (training only) flips, rotation, scaling, elastic distortion,
     colour jitter, and always colour normalisation. ``augment`` holds per-transform keyword overrides,
     keyed ``flip``, ``rotation``, ``scale``, ``elastic``, ``color_jitter``; a key set to ``None`` or
-    ``False`` switches that transform off.
+    ``False`` switches that transform off. ``centre_grid``: centre by a multiple of it (:class:`CenterScene`).
     """
     augment = dict(augment or {})
     unknown = set(augment) - {"flip", "rotation", "scale", "elastic", "color_jitter"}
@@ -297,7 +311,7 @@ def build_transforms(
             f"data.augment: unknown augmentation(s) {sorted(unknown)}; "
             "known: flip, rotation, scale, elastic, color_jitter"
         )
-    steps: list[Transform] = [CenterScene()]
+    steps: list[Transform] = [CenterScene(grid=centre_grid)]
     if train:
         for key, cls in (("flip", RandomFlip), ("rotation", RandomRotation), ("scale", RandomScale),
                          ("elastic", ElasticDistortion), ("color_jitter", ColorJitter)):

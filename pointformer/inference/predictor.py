@@ -81,25 +81,39 @@ class ScanInstances:
 
 @torch.no_grad()
 def predict_instances(model: nn.Module, batch: SceneBatch, postprocessor: Postprocessor, *,
-                      seed: int, reseeder: Optional[Reseeder] = None) -> list[tuple[InstancePrediction, Tensor]]:
+                      seed: int, reseeder: Optional[Reseeder] = None,
+                      query_radius: Optional[float] = None) -> list[tuple[InstancePrediction, Tensor]]:
     """The model's instances for every scene of ``batch`` (already on the model's device).
 
     ``seed`` seeds the first FPS query, so predictions are reproducible; the query count is the
     model's evaluation count (``model.decoder.eval_num_queries``). ``reseeder``: a coverage-driven
     re-seeding pass (``pointformer.inference.reseed``) that adds instances, never removes one.
+    ``query_radius`` (metres; seeded queries): a query can own only tokens within this distance of its seed
+    token (None: any token of the scene, as in training and evaluation).
     Returns per scene: (InstancePrediction over its P_b tokens, scene-local token of every point long [V_b]).
     """
+    if query_radius is not None and not query_radius > 0:
+        raise ValueError(f"query_radius must be a positive number of metres, got {query_radius}")
     generator = torch.Generator(device=batch.xyz.device)
     generator.manual_seed(seed)
     out = model(batch, generator=generator)
     final = out.final
     weights = out.tokens.split(out.tokens.weights)
+    positions = out.tokens.split(out.tokens.positions)
     point_tokens = out.scene_point_to_token()
     scenes = []
     for b in range(out.batch_size):
         background = None if final.background_logits is None else final.background_logits[b].float()
-        scenes.append(postprocessor(final.mask_logits[b].float(), background, final.class_logits[b].float(),
-                                    weights[b].float()))
+        mask_logits = final.mask_logits[b].float()
+        if query_radius is not None:
+            # the mask logits are dot products of a query with token features, blind to where the token is:
+            # a query would also claim look-alike objects anywhere in the scene (e.g. the chairs of every room)
+            seeds = out.query_seed_token[b]
+            if (seeds < 0).any():
+                raise ValueError("query_radius needs seeded queries (query_init='seeded')")
+            far = torch.cdist(positions[b][seeds].float(), positions[b].float()) > query_radius  # [Q, P]
+            mask_logits = mask_logits.masked_fill(far, -1e4)
+        scenes.append(postprocessor(mask_logits, background, final.class_logits[b].float(), weights[b].float()))
     if reseeder is not None:
         scenes = reseeder(model, out, scenes, postprocessor)
     return list(zip(scenes, point_tokens))
@@ -165,12 +179,14 @@ class Predictor:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def predict_batch(self, batch: SceneBatch, class_ids: Sequence[int]) -> list[ScenePrediction]:
+    def predict_batch(self, batch: SceneBatch, class_ids: Sequence[int], *,
+                      query_radius: Optional[float] = None) -> list[ScenePrediction]:
         """Instances over the points of every scene of ``batch`` (moved to the model's device here);
-        ``class_ids``: dataset class id of each model class."""
+        ``class_ids``: dataset class id of each model class; ``query_radius``: :func:`predict_instances`."""
         return [instances.to_scene_prediction(point_tokens, class_ids)
                 for instances, point_tokens in predict_instances(self.model, batch.to(self.device), self.postprocessor,
-                                                                 seed=self.settings.eval.seed)]
+                                                                 seed=self.settings.eval.seed,
+                                                                 query_radius=query_radius)]
 
     def dataset(self, split: str, *, data_root: Optional[str | os.PathLike] = None,
                 limit: Optional[int] = None) -> PreprocessedDataset:
@@ -211,8 +227,8 @@ class Predictor:
 
     def predict_scan(self, xyz: np.ndarray, rgb: np.ndarray, *, normals: Optional[np.ndarray] = None,
                      superpoint: Optional[np.ndarray] = None, cell: float = 0.1, min_points: int = 1,
-                     class_ids: Optional[Sequence[int]] = None,
-                     class_names: Optional[Sequence[str]] = None) -> PointInstances:
+                     class_ids: Optional[Sequence[int]] = None, class_names: Optional[Sequence[str]] = None,
+                     centre_grid: Optional[float] = None, query_radius: Optional[float] = None) -> PointInstances:
         """Instances of one scan given as arrays, with the run's evaluation transforms.
 
         Args:
@@ -221,6 +237,8 @@ class Predictor:
             min_points: instances owning fewer points are dropped.
             class_ids, class_names: dataset id and name of each model class (None: the evaluated
                 classes of the run's dataset).
+            centre_grid: centre the scan by its mean rounded to a multiple of this (metres) instead of its
+                mean (:class:`~pointformer.data.transforms.CenterScene`); None: as the dataset's scenes.
         Returns: one instance id per point, with the instances' classes and scores.
         """
         xyz = np.asarray(xyz)
@@ -237,7 +255,8 @@ class Predictor:
         normals = np.zeros_like(xyz, dtype=np.float32) if normals is None else normals
         superpoint = cell_superpoints(xyz, cell) if superpoint is None else superpoint
         data = self.settings.data
-        transform = build_transforms(train=False, color_mean=list(data.color_mean), color_std=list(data.color_std))
+        transform = build_transforms(train=False, color_mean=list(data.color_mean), color_std=list(data.color_std),
+                                     centre_grid=centre_grid)
         sample = transform(PointSample(xyz=xyz.astype(np.float32), rgb=np.asarray(rgb).astype(np.float32),
                                        normals=np.asarray(normals).astype(np.float32)), np.random.default_rng(0))
         channels = {"rgb": sample.rgb, "normals": sample.normals}
@@ -247,7 +266,7 @@ class Predictor:
         batch = collate_scenes([SceneSample(scene_id="scan", index=0, xyz=sample.xyz, features=features,
                                             superpoint=superpoint.astype(np.int64), targets=unlabelled, gt_ids=None,
                                             num_mesh_vertices=v)])
-        prediction = self.predict_batch(batch, class_ids)[0]
+        prediction = self.predict_batch(batch, class_ids, query_radius=query_radius)[0]
         return point_instances(prediction, min_points=min_points,
                                class_names=dict(zip(class_ids, class_names or [str(c) for c in class_ids])))
 
@@ -268,7 +287,7 @@ class Predictor:
                 superpoint: Optional[np.ndarray] = None, tile_size: Optional[float] = 12.0, overlap: float = 2.0,
                 superpoints: str = "knn", cell: float = 0.1, min_points: int = 50, merge_iou: float = 0.5,
                 progress: bool = False, source: str = "the scan",
-                superpoint_name: str = "given") -> ScanInstances:
+                superpoint_name: str = "given", query_radius: Optional[float] = None) -> ScanInstances:
         """Instances of a scan of any size (a room or a building), tile by tile (:mod:`~pointformer.inference.tiling`).
 
         Args:
@@ -280,6 +299,9 @@ class Predictor:
                 "knn" (the kNN-graph segmentator) or "cells" (``cell``-metre cubes).
             tile_size, overlap: square tiles in metres (x-y) and their overlap; None: one pass.
             min_points: instances with fewer points are dropped; merge_iou: the band IoU that joins tile instances.
+            query_radius: metres; an instance reaches at most this far from its query's seed token (None: no
+                limit). The model's mask logits do not see positions, so without it a query of one room also
+                claims look-alike objects of other rooms in the same tile or pass (docs/inference.md).
             source: the scan's name for messages; superpoint_name: what made ``superpoint`` (for the description).
         Returns: per-point instance and class ids (-1 = none) and the instances, by descending score.
         Raises MissingFeatureError, or ValueError for arrays of the wrong shape.
@@ -300,8 +322,13 @@ class Predictor:
         units = voxel_units(xyz, self.settings.model.voxel_size, rgb=rgb if "rgb" in data.features else None,
                             normals=normals if "normals" in data.features else None, superpoint=superpoint)
         # a float64 origin off the (few) unit means before anything becomes float32: georeferenced coordinates
-        # keep their precision, and no shifted copy of the whole scan is made
-        units.xyz -= units.xyz.min(axis=0)
+        # keep their precision, and no shifted copy of the whole scan is made. The origin is the units' own
+        # grid origin (the scan's minimum), and every tile is centred by a multiple of the model's translation
+        # period: a unit falls in the same model voxel, and the backbone's strided convolutions group the same
+        # voxels, in every tile and in one pass, so tiles and one pass see the same features (measured:
+        # BENCHMARKS.md, "Inference on large scans")
+        units.xyz -= xyz.min(axis=0).astype(np.float64)
+        period = getattr(self.model, "translation_period", None)  # None: a model that does not say it
         num_superpoints = 0
 
         def predict_tile(sel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -320,7 +347,8 @@ class Predictor:
             num_superpoints += int(np.unique(tsp).size)
             trgb = units.rgb[sel] if units.rgb is not None else np.zeros((sel.size, 3), np.float32)
             result = self.predict_scan(txyz, trgb, normals=tnormals, superpoint=tsp, min_points=1,
-                                       class_ids=classes.ids, class_names=classes.names)
+                                       class_ids=classes.ids, class_names=classes.names, centre_grid=period,
+                                       query_radius=query_radius)
             return result.instance.astype(np.int32) - 1, result.scores, np.asarray(result.class_ids, dtype=np.int64)
 
         merged, grid = predict_tiled(units.xyz[:, :2], units.count, predict_tile, tile_size=tile_size,

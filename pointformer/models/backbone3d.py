@@ -103,6 +103,10 @@ class Res16UNet(nn.Module):
     Input: SparseTensor [Nv, in_channels] at stride 1; output: :class:`BackboneOutput`.
     """
 
+    #: the coarsest stride: a shift of the input by a multiple of it (in voxels) shifts every map by
+    #: whole cells, so the features are the same (strided convolutions group voxels by ``coord // stride``)
+    max_stride = 16
+
     def __init__(self, *, in_channels: int, variant: str = "34C", backend: str = "torch",
                  out_channels: Optional[int] = None, first_kernel_size: Optional[int] = None,
                  bn_momentum: float = 0.02) -> None:

@@ -240,6 +240,13 @@ class InstanceSegmentor3D(nn.Module):
         return self.decoder.num_classes
 
     @property
+    def translation_period(self) -> float:
+        """Metres: moving a scene by a multiple of this (on every axis) moves its voxels by whole cells of
+        the backbone's coarsest stride, so the model sees the same voxels and gives the same features
+        (``voxel_size`` x the backbone's ``max_stride``; 1 for a backbone that does not say it)."""
+        return self.voxel_size * int(getattr(self.backbone, "max_stride", 1))
+
+    @property
     def mask_activation(self) -> str:
         return self.decoder.mask_activation
 

@@ -21,6 +21,17 @@ def test_center_moves_mean_to_origin():
     assert np.abs(s.xyz.mean(0)).max() < 1e-5
 
 
+def test_center_on_a_grid_moves_by_a_multiple_of_the_grid():
+    original = _sample()
+    moved = CenterScene(grid=0.64)(_sample(), np.random.default_rng(0))
+    shift = (original.xyz.astype(np.float64) - moved.xyz).mean(0)  # the same shift for every point
+    np.testing.assert_allclose(shift / 0.64, np.round(shift / 0.64), atol=1e-4)
+    assert np.abs(moved.xyz.mean(0)).max() <= 0.32 + 1e-5  # within half a grid step of the mean
+    assert np.abs(shift / 0.64).max() >= 1  # the sample sits at x, y ~ 6 m: it moved
+    with pytest.raises(ValueError, match="grid must be positive"):
+        CenterScene(grid=0.0)
+
+
 def test_rotation_preserves_distances_and_keeps_normals_unit():
     s0 = _sample()
     s = RandomRotation(tilt=math.pi / 24)(_sample(), np.random.default_rng(3))

@@ -121,6 +121,12 @@ def test_features_contract_with_a_colour_free_model(checkpoints, scene, tmp_path
                        "--out", str(tmp_path / "o2"), "--min-points", "1", "--no-progress"]) == 0
     meta, _, _ = _check_contract(tmp_path / "o2", "grey", scene.num_points, checkpoints["normals"])
     assert meta["features"] == ["normals"] and meta["format"] == "text"
+    assert infer_main([str(scan), "--columns", "x,y,z,_", "--checkpoint", str(checkpoints["normals"]),
+                       "--out", str(tmp_path / "o3"), "--min-points", "1", "--query-radius", "1.5",
+                       "--no-progress"]) == 0  # an instance reaches at most 1.5 m from its query's seed
+    _check_contract(tmp_path / "o3", "grey", scene.num_points, checkpoints["normals"])
+    with pytest.raises(SystemExit):
+        infer_main([str(scan), "--checkpoint", str(checkpoints["normals"]), "--query-radius", "0"])
     stored = Predictor.from_checkpoint(checkpoints["normals"], device="cpu").settings.data
     assert stored.features == ("normals",) and stored.in_channels == 3  # the checkpoint records its features
 

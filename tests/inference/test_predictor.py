@@ -1,6 +1,8 @@
 """The Predictor: checkpoint → settings → model; the same predictions as validation during training."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -67,6 +69,31 @@ def test_predict_scan_on_arrays_matches_the_split_prediction(checkpoint):
     assert cells.instance.shape == (raw.num_points,)
     with pytest.raises(ValueError, match="rgb has 3 rows"):
         predictor.predict_scan(raw.xyz, raw.rgb[:3])
+
+
+def test_query_radius_keeps_instances_local(checkpoint):
+    """Two copies of a scene far apart in one pass: the position-blind mask logits let instances claim the
+    look-alike points of both copies; with a query radius, no instance reaches the other copy."""
+    _, path = checkpoint
+    predictor = Predictor.from_checkpoint(path, device="cpu")
+    raw = predictor.dataset("val", limit=1).load(0)
+    extent = float(np.ptp(raw.xyz, axis=0).max())
+    spacing = math.ceil((extent + 10.0) / predictor.model.translation_period) * predictor.model.translation_period
+    xyz = np.concatenate([raw.xyz, raw.xyz + [spacing, 0.0, 0.0]]).astype(np.float64)
+    copy = np.repeat([0, 1], raw.num_points)
+    args = dict(normals=np.concatenate([raw.normals] * 2),
+                superpoint=np.concatenate([raw.superpoint, raw.superpoint + raw.superpoint.max() + 1]),
+                tile_size=None, min_points=1)
+    rgb = np.concatenate([raw.rgb] * 2)
+
+    def spanning(result) -> int:
+        return sum(np.unique(copy[result.instance_ids == k]).size > 1 for k in range(len(result.instances)))
+
+    assert spanning(predictor.predict(xyz, rgb, **args)) >= 1
+    local = predictor.predict(xyz, rgb, query_radius=extent + 1.0, **args)
+    assert len(local.instances) >= 2 and spanning(local) == 0
+    with pytest.raises(ValueError, match="query_radius must be a positive"):
+        predictor.predict(xyz, rgb, query_radius=0.0, **args)
 
 
 def test_bad_checkpoints_and_overrides_are_clear_errors(checkpoint, tmp_path):

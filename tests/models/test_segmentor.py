@@ -97,6 +97,24 @@ def test_outputs_map_back_to_every_input_point(scenes) -> None:
     assert torch.equal(same, keys[:, None] == keys[None, :200])
 
 
+def test_a_shift_by_the_translation_period_keeps_the_features(scenes) -> None:
+    """Whole-period shifts leave voxels and strided groupings the same (what tiled prediction relies on);
+    a shift by a fraction of the period regroups the voxels, and the features change."""
+    model = tiny_model().eval()
+    xyz, colour, superpoint = scenes[1]
+    period = model.translation_period
+    assert period == pytest.approx(model.voxel_size * 16)
+    with torch.no_grad():
+        features = {}
+        for name, shift in (("origin", 0.0), ("periods", 3 * period), ("half voxel", 0.5 * model.voxel_size),
+                            ("half period", 0.5 * period)):
+            moved = (xyz.double() + shift).float()
+            features[name] = model.point_features(PointBatch.from_scenes([(moved, colour, superpoint)]))[0]
+    torch.testing.assert_close(features["periods"], features["origin"], atol=1e-5, rtol=1e-5)
+    for name in ("half voxel", "half period"):
+        assert (features[name] - features["origin"]).abs().max() > 1e-3, name
+
+
 def test_batch_equals_each_scene_alone(scenes) -> None:
     model = tiny_model().eval()
     with torch.no_grad():
