@@ -12,6 +12,7 @@ Variants (``VARIANTS``):
     hungarian_seeded     seeded queries, Mask3D's criterion
     greedy               learned queries, Mask3D's costs with a greedy assignment (ablation)
     influencer_unseeded  learned queries, ownership form with every query a candidate (ablation)
+    influencer_objectness  seeded queries, ownership form, objectness-guided seeding (run by name only)
 
 Per run it records, besides the metric curves: wall-clock per step split into data / model
 forward / loss (of which: assignment = cost matrix + solver) / backward + optimiser step; at every
@@ -76,6 +77,7 @@ class Variant:
     loss: str
     query_init: str
     label: str
+    overrides: tuple[str, ...] = ()   # extra Hydra overrides of this variant (e.g. the seeding strategy)
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
@@ -85,7 +87,14 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("hungarian_seeded", "hungarian", "seeded", "Hungarian, seeded queries"),
     Variant("greedy", "greedy", "learned", "Greedy assignment, learned queries"),
     Variant("influencer_unseeded", "influencer_unseeded", "learned", "Unseeded ownership, learned queries"),
+    # the seeded ownership form with objectness-guided seeding in training and evaluation (FPS among the
+    # tokens the objectness head calls foreground; docs/convergence.md, "ScanNet scale")
+    Variant("influencer_objectness", "influencer", "seeded", "Influencer, seeded ownership, objectness seeding",
+            overrides=("model.decoder.seed_sampling=objectness",)),
 )}
+
+# the variants of the default and --full studies (influencer_objectness is run by name: --variants)
+STUDY_VARIANTS = ("influencer", "influencer_sigmoid", "hungarian", "hungarian_seeded", "greedy", "influencer_unseeded")
 
 
 @dataclass(frozen=True)
@@ -140,10 +149,10 @@ SIZES: dict[str, StudySize] = {
                        overrides=("model.decoder.num_queries=24", "model.decoder.num_layers=2", "trainer.keep_last=2")),
     # The CPU study: under an hour on a 2-core machine with --jobs 2.
     "default": StudySize(preset="convergence", train_scenes=24, val_scenes=8, vertices=5000, steps=300,
-                         eval_every=50, log_every=10, seeds=(0, 1, 2), variants=tuple(VARIANTS)),
+                         eval_every=50, log_every=10, seeds=(0, 1, 2), variants=STUDY_VARIANTS),
     # GPU: ScanNet-sized scenes (~150k vertices, ~20 instances), Mask3D-size model, 100 queries.
     "full": StudySize(preset="convergence_full", train_scenes=120, val_scenes=30, vertices=150000, steps=4000,
-                      eval_every=250, log_every=25, seeds=(0, 1, 2), variants=tuple(VARIANTS)),
+                      eval_every=250, log_every=25, seeds=(0, 1, 2), variants=STUDY_VARIANTS),
     # The Influencer Loss at ScanNet scale (docs/convergence.md, "ScanNet scale"): the generator's scannet
     # preset (150k vertices, ~2k superpoints, 25-50 objects, many small), the four losses, an lr sweep.
     # The recorded, scaled-down setting (a 45-minute CPU budget): the lr sweep on seed 0, then seeds 1 and 2
@@ -456,7 +465,7 @@ def run_overrides(size: StudySize, variant: Variant, seed: int, data_root: Path,
     epochs = math.ceil(size.steps / max(size.train_scenes // batch_size, 1))
     return [
         f"experiment={size.preset}", f"loss={variant.loss}", f"model.decoder.query_init={variant.query_init}",
-        *([f"data={data_config}"] if data_config != "synthetic" else []), f"data.root={data_root}",
+        *variant.overrides, *([f"data={data_config}"] if data_config != "synthetic" else []), f"data.root={data_root}",
         f"run_dir={run_dir}", f"trainer.seed={seed}", f"trainer.device={device}",
         f"trainer.max_steps={size.steps}", f"trainer.epochs={epochs}",
         f"trainer.val_every_steps={size.eval_every}", f"trainer.checkpoint_every_steps={size.eval_every}",
@@ -521,7 +530,10 @@ def fingerprint(size: StudySize, variant: Variant, seed: int, device: str,
     fields.pop("variant_lrs")
     if fields["scene_preset"] == "basic":
         del fields["scene_preset"]  # absent when default: the recorded studies keep their fingerprints
-    key = {"size": fields, "variant": asdict(variant), "seed": seed, "device": device}
+    variant_fields = asdict(variant)
+    if not variant_fields["overrides"]:
+        del variant_fields["overrides"]   # absent when empty: the recorded studies keep their fingerprints
+    key = {"size": fields, "variant": variant_fields, "seed": seed, "device": device}
     if lr is not None:
         key["lr"] = lr
     if external_data is not None:  # generated data live inside OUT (a moved study keeps its fingerprints)

@@ -115,3 +115,32 @@ def test_goal_check_reports_met_and_not_met(tmp_path):
     assert {(r["variant"], r["seed"]) for r in written["runs"]} == {
         (f"{v}@lr{lr:g}", k) for v, lr in (("influencer", 0.002), ("hungarian", 0.001)) for k in (0, 1, 2)}
     assert np.isclose(written["runs"][0]["evaluations"][-1]["map50"], 0.52) or written["runs"][0]["variant"]
+
+
+def test_a_variant_with_overrides_composes_and_keeps_the_other_fingerprints(tmp_path):
+    from pointformer.config.compose import compose_config
+
+    size = replace(conv.SIZES["scannet_scale"], variants=("influencer", "influencer_objectness"), lrs=())
+    specs = {s.variant: s for s in conv.plan_runs(tmp_path, size, tmp_path / "data", "cpu", 1)}
+    seeded = compose_config(list(specs["influencer_objectness"].overrides))
+    plain = compose_config(list(specs["influencer"].overrides))
+    assert seeded.loss.name == "influencer" and seeded.model.decoder.query_init == "seeded"
+    assert seeded.model.decoder.seed_sampling == "objectness" and plain.model.decoder.seed_sampling == "fps"
+    assert specs["influencer_objectness"].fingerprint != specs["influencer"].fingerprint
+    # run by name only: the default and --full studies keep their variants (and recorded fingerprints)
+    assert "influencer_objectness" not in conv.SIZES["default"].variants + conv.SIZES["full"].variants
+
+
+def test_report_applies_the_goal_to_the_other_seeded_forms(tmp_path):
+    for seed in (0, 1):
+        _write_run(tmp_path, "influencer", 0.003, seed, [0.0, 0.1])
+        _write_run(tmp_path, "influencer_objectness", 0.003, seed, [0.3, 0.4])
+        _write_run(tmp_path, "hungarian", 0.003, seed, [0.1, 0.2])
+    report.write_report(tmp_path)
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["goal"]["seeded"] == "influencer@lr0.003" and not written["goal"]["met"]
+    [other] = written["goal_other_seeded"]
+    assert other["seeded"] == "influencer_objectness@lr0.003" and other["baseline"] == "hungarian@lr0.003"
+    assert other["seeded_step_reaching_baseline_final"] == 10 and other["final_margin"] == pytest.approx(0.2)
+    assert other["met"]
+    assert "Goal (influencer_objectness@lr0.003 vs hungarian@lr0.003" in (tmp_path / "table.md").read_text()
