@@ -1,29 +1,17 @@
 """The convergence study (benchmarks/convergence.py + convergence_report.py): its measurements on
 hand-built inputs, and a reduced study (two short runs) end to end, with skip and exact resume."""
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+from .bench_loader import BENCH, load_benchmark
 
 
-def _load(name):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve their module while the class body runs
-    spec.loader.exec_module(module)
-    return module
-
-
-conv = _load("convergence")
-report = _load("convergence_report")
+conv = load_benchmark("convergence")
+report = load_benchmark("convergence_report")
 
 
 def test_step_clock_splits_steps_and_survives_a_checkpoint():

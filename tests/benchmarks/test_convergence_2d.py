@@ -1,25 +1,12 @@
 """The 2D convergence study (benchmarks/convergence_2d.py) on top of the 3D study's hook and report:
 a reduced study (two short runs) end to end, and a second call that keeps the finished runs."""
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load(name):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from .bench_loader import load_benchmark
 
 
 def test_quick_2d_study_runs_reports_and_skips_finished_runs(tmp_path, capsys):
-    study = _load("convergence_2d")
+    study = load_benchmark("convergence_2d")
     out = tmp_path / "study"
     assert study.main(["--quick", "--out", str(out), "--threads", "1"]) == 0
     summary = json.loads((out / "summary.json").read_text())

@@ -1,30 +1,18 @@
 """The ScanNet-scale study's additions to benchmarks/convergence.py: the lr sweep (planning, choosing the
 lr, reusing the sweep's runs), the goal check of the report, and unchanged fingerprints of the recorded
 study."""
-import importlib.util
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+from .bench_loader import BENCH, load_benchmark
 
 
-def _load(name):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-conv = _load("convergence")
-report = _load("convergence_report")
+conv = load_benchmark("convergence")
+report = load_benchmark("convergence_report")
 
 
 def test_the_recorded_cpu_study_keeps_its_fingerprints():
