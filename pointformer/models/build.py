@@ -84,6 +84,10 @@ def build_decoder(decoder_cfg: Any, *, token_dim: int, num_classes: int, mask_ac
     configured = kwargs.pop("query_init", None)
     if configured is not None and configured != query_init:
         raise ValueError(f"decoder config: query_init={configured!r} but the resolved query_init is {query_init!r}")
+    if query_init == "learned" and kwargs.get("seed_sampling", "fps") != "fps":
+        # Seeding applies to seeded queries only: an experiment that seeds by objectness for the Influencer
+        # Loss keeps working when its loss is switched to one with learned queries (loss=hungarian).
+        kwargs["seed_sampling"] = "fps"
     return QueryDecoder(token_dim=token_dim, num_classes=num_classes, mask_activation=mask_activation,
                         query_init=query_init, **kwargs)
 
