@@ -13,12 +13,11 @@ from typing import Any, Optional, Union
 
 from torch import nn
 
-from pointformer.config import ConfigError, DataSettings, LossSettings, RunSettings
+from pointformer.config import ConfigError, DataSettings, RunSettings
 from pointformer.data.dataset import DatasetConfigError, PreprocessedDataset, compute_color_stats
 from pointformer.data.transforms import build_crop, build_transforms
-from pointformer.losses import InstanceCriterion, build_criterion, query_setup
+from pointformer.losses import query_setup
 from pointformer.losses.registry import QuerySetup
-from pointformer.timing import Stopwatch
 
 log = logging.getLogger(__name__)
 
@@ -148,11 +147,3 @@ def build_model(settings: RunSettings) -> nn.Module:
                                          query_init=setup.query_init)
     except ValueError as exc:
         raise ConfigError(f"model={settings.model.name}: {exc}") from None
-
-
-def build_loss(loss: LossSettings, *, assignment_timer: Optional[Stopwatch] = None) -> InstanceCriterion:
-    """The criterion of ``loss``; ConfigError for unknown losses, terms or hyper-parameters."""
-    try:
-        return build_criterion(loss, assignment_timer=assignment_timer)
-    except ValueError as exc:
-        raise ConfigError(f"loss={loss.name}: {exc}") from None

@@ -8,7 +8,6 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from pointformer.build import build_loss
 from pointformer.config import ConfigError, RunSettings
 from pointformer.data.collate import SceneBatch
 from pointformer.evaluation import EvaluationResult, ScenePrediction, evaluate_scenes
@@ -16,7 +15,7 @@ from pointformer.evaluation.seed_coverage import scene_seed_coverage
 from pointformer.inference.instances import InstancePrediction
 from pointformer.inference.postprocess import Postprocessor
 from pointformer.inference.predictor import predict_instances
-from pointformer.losses import InstanceCriterion
+from pointformer.losses import InstanceCriterion, build_criterion
 from pointformer.timing import Stopwatch
 
 
@@ -50,8 +49,9 @@ class InstanceSegmentationTask:
             postprocessor = Postprocessor.from_settings(settings.loss)
         except ValueError as exc:
             raise ConfigError(f"loss={settings.loss.name}: {exc}") from None
-        return cls(criterion=build_loss(settings.loss, assignment_timer=assignment_timer), postprocessor=postprocessor,
-                   class_ids=class_ids, dataset=settings.data.dataset, eval_seed=settings.eval.seed)
+        return cls(criterion=build_criterion(settings.loss, assignment_timer=assignment_timer),
+                   postprocessor=postprocessor, class_ids=class_ids, dataset=settings.data.dataset,
+                   eval_seed=settings.eval.seed)
 
     def training_loss(self, model: torch.nn.Module, batch: SceneBatch) -> tuple[torch.Tensor, dict[str, float]]:
         out = model(batch)

@@ -15,15 +15,14 @@ from pointformer.image.model import InstanceSegmentor2D
 from pointformer.image.pixel_decoder import PixelDecoder
 from pointformer.image.settings import ImageDataSettings, ImageRunSettings
 from pointformer.inference.postprocess import Postprocessor
-from pointformer.losses import InstanceCriterion, build_criterion, query_setup
+from pointformer.losses import query_setup
 from pointformer.models.build import build_decoder
-from pointformer.timing import Stopwatch
 
 if TYPE_CHECKING:  # the dataset (pycocotools, PIL) and superpixels (numba) are imported when used
     from pointformer.image.dataset import CocoInstanceDataset
     from pointformer.image.superpixels import SuperpixelSettings
 
-__all__ = ["image_data_root", "make_image_dataset", "build_image_model", "build_image_loss", "build_postprocessor"]
+__all__ = ["image_data_root", "make_image_dataset", "build_image_model", "build_postprocessor"]
 
 
 def image_data_root(data: ImageDataSettings) -> Path:
@@ -82,14 +81,6 @@ def build_image_model(settings: ImageRunSettings) -> InstanceSegmentor2D:
                                    tokens=settings.data.tokens, pixel_mean=model.pixel_mean, pixel_std=model.pixel_std)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"model={model.name}: {exc}") from None
-
-
-def build_image_loss(loss: LossSettings, *, assignment_timer: Optional[Stopwatch] = None) -> InstanceCriterion:
-    """The shared criterion of ``loss``; ConfigError for unknown losses, terms or hyper-parameters."""
-    try:
-        return build_criterion(loss, assignment_timer=assignment_timer)
-    except ValueError as exc:
-        raise ConfigError(f"loss={loss.name}: {exc}") from None
 
 
 def build_postprocessor(loss: LossSettings) -> Postprocessor:

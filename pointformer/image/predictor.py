@@ -24,7 +24,7 @@ from pointformer.image.superpixels import image_superpixels
 from pointformer.image.transforms import AnnotatedImage, eval_transform
 from pointformer.inference.instances import InstancePrediction
 from pointformer.inference.postprocess import Postprocessor
-from pointformer.io.checkpoint import CheckpointError, load_checkpoint
+from pointformer.io.checkpoint import load_checkpoint, load_model_weights
 
 __all__ = ["model_inputs", "resize_masks", "predict_image_instances", "image_prediction", "predict_images",
            "ImagePredictor"]
@@ -112,14 +112,8 @@ class ImagePredictor:
         if not is_image_config(cfg):
             raise ConfigError(f"{path}: not a checkpoint of an image model (its config has no data.modality: image)")
         settings = ImageRunSettings.from_config(cfg)
-        model = build_image_model(settings)
-        try:
-            model.load_state_dict(payload["model"])
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: weights do not fit the model of the stored config: "
-                                  f"{str(exc).splitlines()[0]}") from None
-        use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
-        return cls(settings, model.to("cuda" if use_cuda else "cpu"), step=int(payload["step"]))
+        model = load_model_weights(build_image_model(settings), payload, path, device=device)
+        return cls(settings, model, step=int(payload["step"]))
 
     @property
     def device(self) -> torch.device:

@@ -9,7 +9,7 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import Tensor
 
-from pointformer.image.build import build_image_loss, build_postprocessor
+from pointformer.image.build import build_postprocessor
 from pointformer.image.dataset import ImageBatch
 from pointformer.image.evaluation import EncodedPrediction, encode_prediction, evaluate_coco
 from pointformer.image.model import ImageSegmentorOutput
@@ -17,7 +17,7 @@ from pointformer.image.predictor import model_inputs, predict_images
 from pointformer.image.settings import ImageRunSettings
 from pointformer.image.tokens import token_targets
 from pointformer.inference.postprocess import Postprocessor
-from pointformer.losses import InstanceCriterion, TokenTargets
+from pointformer.losses import InstanceCriterion, TokenTargets, build_criterion
 from pointformer.timing import Stopwatch
 
 __all__ = ["batch_targets", "ImageSegmentationTask"]
@@ -53,7 +53,7 @@ class ImageSegmentationTask:
     def from_settings(cls, settings: ImageRunSettings, *, coco_gt: Any, class_to_category_id: Sequence[int],
                       assignment_timer: Optional[Stopwatch] = None) -> "ImageSegmentationTask":
         """The task of a 2D run: its loss's criterion (optionally timing the assignment) and postprocessing."""
-        return cls(criterion=build_image_loss(settings.loss, assignment_timer=assignment_timer),
+        return cls(criterion=build_criterion(settings.loss, assignment_timer=assignment_timer),
                    postprocessor=build_postprocessor(settings.loss), coco_gt=coco_gt,
                    class_to_category_id=class_to_category_id, eval_seed=settings.eval.seed)
 

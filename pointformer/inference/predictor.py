@@ -35,7 +35,7 @@ from pointformer.evaluation import EvaluationResult, ScenePrediction, class_set,
 from pointformer.inference.instances import InstancePrediction, PointInstances, point_instances
 from pointformer.inference.postprocess import Postprocessor
 from pointformer.inference.reseed import Reseeder
-from pointformer.io.checkpoint import CheckpointError, load_checkpoint
+from pointformer.io.checkpoint import load_checkpoint, load_model_weights
 from pointformer.io.predictions import PredictedInstance
 from pointformer.inference.tiling import predict_tiled, voxel_units
 from pointformer.preprocess.cloud_segmentator import cell_superpoints, cloud_normals, segment_cloud
@@ -166,14 +166,9 @@ class Predictor:
         """
         payload = load_checkpoint(path)
         settings = RunSettings.from_config(apply_overrides(load_config_yaml(payload["config"]), overrides))
-        model = build_model(settings)
-        try:
-            model.load_state_dict(payload["model"])
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: weights do not fit the model of the stored config (was an override "
-                                  f"of model.* given?): {str(exc).splitlines()[0]}") from None
-        use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
-        return cls(settings, model.to("cuda" if use_cuda else "cpu"), step=int(payload["step"]), checkpoint=Path(path))
+        model = load_model_weights(build_model(settings), payload, path, device=device,
+                                   hint=" (was an override of model.* given?)")
+        return cls(settings, model, step=int(payload["step"]), checkpoint=Path(path))
 
     @property
     def device(self) -> torch.device:

@@ -60,3 +60,17 @@ def load_checkpoint(path: Union[str, os.PathLike], *, map_location: Union[str, t
         if key not in payload:
             raise CheckpointError(f"{path}: checkpoint lacks {key!r}")
     return payload
+
+
+def load_model_weights(model: torch.nn.Module, payload: Mapping[str, Any], path: Union[str, os.PathLike], *,
+                       device: str = "auto", hint: str = "") -> torch.nn.Module:
+    """``model`` with the checkpoint's weights, on ``device`` ("auto": CUDA when available, "cuda", "cpu").
+
+    Raises CheckpointError naming ``path`` when the weights do not fit the model (``hint``: what to check)."""
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the model of the stored config{hint}: "
+                              f"{str(exc).splitlines()[0]}") from None
+    use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
+    return model.to("cuda" if use_cuda else "cpu")

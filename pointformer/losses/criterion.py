@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from pointformer.config import ConfigError
 from pointformer.losses.matching import assign_many, matching_cost
 from pointformer.losses.registry import LossDefinition, SceneLossInputs, get_loss
 from pointformer.losses.targets import PreparedScene, TokenTargets, prepare_scene, validate_inputs
@@ -280,19 +281,24 @@ class InstanceCriterion(nn.Module):
 
 def build_criterion(settings: Any, *, assignment_timer: Optional[Stopwatch] = None) -> InstanceCriterion:
     """The criterion of the ``loss`` settings (``pointformer.config.LossSettings``, or a mapping with
-    the same keys: ``name``, ``params``, ``term_weights``, ``layer_weights``, ``objectness_weight``)."""
+    the same keys: ``name``, ``params``, ``term_weights``, ``layer_weights``, ``objectness_weight``).
+
+    Raises ConfigError (a ValueError) naming the loss for unknown losses, terms or hyper-parameters."""
     get = settings.get if isinstance(settings, Mapping) else lambda key, default=None: getattr(settings, key, default)
     if get("name") is None:
-        raise ValueError("loss settings need a 'name' (a registered loss)")
+        raise ConfigError("loss settings need a 'name' (a registered loss)")
     layer_weights = get("layer_weights")
-    return InstanceCriterion(
-        loss=str(get("name")),
-        term_weights=dict(get("term_weights") or {}),
-        layer_weights=None if layer_weights is None else list(layer_weights),
-        objectness_weight=float(get("objectness_weight", 1.0)),
-        assignment_timer=assignment_timer,
-        **dict(get("params") or {}),
-    )
+    try:
+        return InstanceCriterion(
+            loss=str(get("name")),
+            term_weights=dict(get("term_weights") or {}),
+            layer_weights=None if layer_weights is None else list(layer_weights),
+            objectness_weight=float(get("objectness_weight", 1.0)),
+            assignment_timer=assignment_timer,
+            **dict(get("params") or {}),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"loss={get('name')}: {exc}") from None
 
 
 def scene_loss(loss: str | LossDefinition, inputs: SceneInputs, *, term_weights: Optional[Mapping[str, float]] = None,
