@@ -18,9 +18,11 @@ to set it; no faces; colour only if the model reads it), predicted in one pass, 
 prints the share of one-pass (and per-room) instances that the tiled prediction finds with IoU >= 0.9 (the
 issue's criterion) and >= 0.5, and, as the model's own stability, the same share between room-by-room
 predictions and those of the rooms without a random 2 % of their points. ``--query-radius M``:
-``Predictor.predict(query_radius=M)``; ``--override KEY=VALUE``: changes of the stored config (e.g.
-``model.decoder.eval_num_queries=1000``); ``--per-room normals superpoints mesh``: estimate normals / kNN
-superpoints once per whole room, or take the rooms' mesh superpoints and normals, instead of per tile.
+``Predictor.predict(query_radius=M)``; ``--queries N|all``: ``Predictor.predict(num_queries=...)``;
+``--override KEY=VALUE``: changes of the stored config (e.g. ``model.decoder.eval_num_queries=1000``);
+``--per-room normals superpoints mesh``: estimate normals / kNN
+superpoints once per whole room instead of per tile, or (``mesh``) keep the rooms' faces: the scan is one mesh,
+predicted as ``infer`` predicts a mesh file (segmentator superpoints over the whole mesh, vertex normals).
 
 ``--normals N``: the normals estimation alone (kNN PCA, ``cloud_normals``, as a colour-free model's tiles
 run it) on one synthetic room of N points: seconds and the angle to the true normal (floor +z, walls inwards).
@@ -155,7 +157,8 @@ def _agreement(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
 
 def tiling_agreement(checkpoint: Path, rooms: Path, tile: float, overlap: float, count: int = 4,
                       overrides: tuple[str, ...] = (), per_room_estimates: tuple[str, ...] = (),
-                      spacing: Optional[float] = None, query_radius: Optional[float] = None) -> dict:
+                      spacing: Optional[float] = None, query_radius: Optional[float] = None,
+                      queries: Optional[str] = None) -> dict:
     """Tiled vs one-pass vs room-by-room instances of a trained model on a 2 x 2 grid of rooms (module doc);
     ``overrides``: ``key=value`` changes of the checkpoint's stored config (e.g. the evaluation query count)."""
     from pointformer.inference import Predictor
@@ -187,11 +190,18 @@ def tiling_agreement(checkpoint: Path, rooms: Path, tile: float, overlap: float,
     if "superpoints" in per_room_estimates:
         superpoint = np.concatenate([segment_cloud(xyz[room_of == i].astype(np.float32)) + 100_000 * i
                                      for i in range(len(clouds))])
-    if "mesh" in per_room_estimates:  # the mesh segmentator's superpoints and vertex normals, as in training
+    if "mesh" in per_room_estimates:
+        # the scan is the rooms' meshes as ONE mesh, predicted as `infer` predicts a mesh file: the mesh
+        # segmentator over the whole mesh (as in training) and area-weighted vertex normals
+        import dataclasses
+
         from pointformer.engine.infer import mesh_normals, mesh_superpoints
 
-        superpoint = np.concatenate([mesh_superpoints(c) + 100_000 * i for i, c in enumerate(clouds)])
-        normals = np.concatenate([mesh_normals(c) for c in clouds])
+        starts = np.cumsum([0] + [c.num_points for c in clouds[:-1]])
+        faces = np.concatenate([c.faces + start for c, start in zip(clouds, starts)])
+        scan = dataclasses.replace(clouds[0], xyz=xyz, faces=faces, normals=None,
+                                   rgb=None if rgb is None else rgb.astype(np.uint8))
+        superpoint, normals = mesh_superpoints(scan), mesh_normals(scan)
 
     def predict(sel: np.ndarray, tile_size: Optional[float]):
         return predictor.predict(xyz[sel], None if rgb is None else rgb[sel],
@@ -199,7 +209,8 @@ def tiling_agreement(checkpoint: Path, rooms: Path, tile: float, overlap: float,
                                  superpoint=None if superpoint is None else superpoint[sel],
                                  tile_size=tile_size, overlap=overlap, min_points=50, **predict_options)
 
-    predict_options = {} if query_radius is None else {"query_radius": query_radius}
+    predict_options = {"query_radius": query_radius,
+                       "num_queries": queries if queries in (None, "all") else int(queries)}
     everything = np.ones(len(xyz), bool)
     one = predict(everything, None).instance_ids
     tiled_result = predict(everything, tile)
@@ -223,7 +234,7 @@ def tiling_agreement(checkpoint: Path, rooms: Path, tile: float, overlap: float,
     vs_shift = _agreement(per_room[both], shifted[both])
     return {"bench": "infer_tiling_agreement", "checkpoint": str(checkpoint), "overrides": list(overrides),
             "per_room_estimates": list(per_room_estimates),
-            "query_radius": query_radius,
+            "query_radius": query_radius, "queries": queries,
             "rooms": len(clouds), "room_spacing": round(spacing, 3),
             "points": int(len(xyz)), "tile_size": tile, "overlap": overlap,
             "tiles": tiled_result.tiles["count"] if tiled_result.tiles else 1,
@@ -291,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spacing", type=float, default=None,
                         help="with --agreement: room spacing in metres (default: 8 m rounded up to the model's "
                              "translation period)")
+    parser.add_argument("--queries", default=None, metavar="N|all",
+                        help="with --agreement: Predictor.predict(num_queries=...) (all: one query per superpoint)")
     parser.add_argument("--query-radius", type=float, default=None,
                         help="with --agreement: Predictor.predict(query_radius=...)")
     parser.add_argument("--per-room", nargs="*", default=[], choices=("normals", "superpoints", "mesh"),
@@ -309,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(tiling_agreement(args.agreement, args.rooms, args.tile, args.overlap,
                                                     overrides=tuple(args.override),
                                                     per_room_estimates=tuple(args.per_room),
-                                                    spacing=args.spacing, query_radius=args.query_radius)),
+                                                    spacing=args.spacing, query_radius=args.query_radius,
+                                                    queries=args.queries)),
               flush=True)
         return 0
     from pointformer.io.ply import write_ply

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, Union
 
 from pointformer.cli.common import add_checkpoint_options, load_predictor
 
@@ -34,6 +34,14 @@ def _metres(value: str) -> float:
     if not number > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of metres, got {value}")
     return number
+
+
+def _queries(value: str) -> Union[int, str]:
+    if value == "all":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number or 'all', got {value}")
+    return int(value)
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")  # files that go to the 2D flow
@@ -80,6 +88,9 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--query-radius", type=_metres, default=None, metavar="M",
                         help="an instance reaches at most M metres from its query's seed (default: no limit; "
                              "docs/inference.md, tiles and one pass)")
+    parser.add_argument("--queries", type=_queries, default=None, metavar="N|all",
+                        help="queries per tile: a number, or 'all' (one per superpoint: seeds that do not depend on "
+                             "the tiling; docs/inference.md); default: the model's evaluation count")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--png", action="store_true",
                         help="also render a PNG view (Open3D offscreen, software fallback)")
@@ -105,7 +116,8 @@ def main(argv: Sequence[str]) -> int:
     out = Path(args.out) if args.out else scan_path.parent / f"{scan_path.stem}_instances"
     options = InferOptions(columns=args.columns, tile_size=args.tile, overlap=args.overlap,
                            superpoints=args.superpoints, cell=args.cell, min_points=args.min_points,
-                           query_radius=args.query_radius, progress=not args.no_progress)
+                           query_radius=args.query_radius, num_queries=args.queries,
+                           progress=not args.no_progress)
     try:
         predictor = load_predictor(args, checkpoint)
         result = infer_file(predictor, scan_path, out, options)

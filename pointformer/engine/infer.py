@@ -38,7 +38,8 @@ class InferOptions:
     columns: text/NPY column names (None: by count); tile_size / overlap: metres (tile_size None: one pass);
     superpoints: "knn" or "cells" (clouds); cell: cell size in metres; min_points: smallest instance kept;
     merge_iou: band IoU that joins instances across tiles; query_radius: metres an instance reaches from its
-    query's seed (None: no limit; ``Predictor.predict``); progress: a progress bar over tiles.
+    query's seed (None: no limit; ``Predictor.predict``); num_queries: queries per tile (None: the model's
+    evaluation count, "all": one per superpoint; ``Predictor.predict``); progress: a progress bar over tiles.
     """
 
     columns: Optional[str] = None
@@ -49,6 +50,7 @@ class InferOptions:
     min_points: int = 50
     merge_iou: float = 0.5
     query_radius: Optional[float] = None
+    num_queries: Optional[Union[int, str]] = None
     progress: bool = True
 
 
@@ -101,7 +103,8 @@ def infer_file(predictor: Predictor, scan: Union[str, Path], out: Union[str, Pat
         cloud.xyz, cloud.rgb, normals=mesh_normals(cloud), superpoint=mesh_superpoints(cloud),
         tile_size=options.tile_size, overlap=options.overlap, superpoints=options.superpoints, cell=options.cell,
         min_points=options.min_points, merge_iou=options.merge_iou, progress=options.progress, source=str(scan),
-        superpoint_name="mesh segmentator", query_radius=options.query_radius)
+        superpoint_name="mesh segmentator", query_radius=options.query_radius,
+        num_queries=options.num_queries)
     predicted = time.perf_counter()
     colors = color_instances(prediction.instance_ids + 1, base_rgb=cloud.rgb)
     classes = class_set(predictor.settings.data.dataset)

@@ -18,7 +18,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -41,6 +41,21 @@ from pointformer.inference.tiling import predict_tiled, voxel_units
 from pointformer.preprocess.cloud_segmentator import cell_superpoints, cloud_normals, segment_cloud
 
 SUPERPOINT_METHODS = ("knn", "cells")
+# ``num_queries="all"``: one seeded query per token (the decoder caps any count at the scene's tokens)
+ALL_QUERIES = "all"
+QueryCount = Optional[Union[int, str]]
+
+
+def resolve_query_count(num_queries: QueryCount) -> Optional[int]:
+    """``None`` (the model's evaluation count), a positive int, or ``"all"`` (every token a seed) -> the
+    decoder's ``num_queries`` argument."""
+    if num_queries is None:
+        return None
+    if num_queries == ALL_QUERIES:
+        return 2**31 - 1
+    if isinstance(num_queries, bool) or not isinstance(num_queries, int) or num_queries < 1:
+        raise ValueError(f"num_queries must be a positive integer, 'all' or None, got {num_queries!r}")
+    return num_queries
 
 
 class MissingFeatureError(ValueError):
@@ -82,21 +97,23 @@ class ScanInstances:
 @torch.no_grad()
 def predict_instances(model: nn.Module, batch: SceneBatch, postprocessor: Postprocessor, *,
                       seed: int, reseeder: Optional[Reseeder] = None,
-                      query_radius: Optional[float] = None) -> list[tuple[InstancePrediction, Tensor]]:
+                      query_radius: Optional[float] = None,
+                      num_queries: QueryCount = None) -> list[tuple[InstancePrediction, Tensor]]:
     """The model's instances for every scene of ``batch`` (already on the model's device).
 
     ``seed`` seeds the first FPS query, so predictions are reproducible; the query count is the
     model's evaluation count (``model.decoder.eval_num_queries``). ``reseeder``: a coverage-driven
     re-seeding pass (``pointformer.inference.reseed``) that adds instances, never removes one.
     ``query_radius`` (metres; seeded queries): a query can own only tokens within this distance of its seed
-    token (None: any token of the scene, as in training and evaluation).
+    token (None: any token of the scene, as in training and evaluation). ``num_queries``: queries per scene,
+    ``"all"`` = one per token (seeded queries; None: the model's evaluation count).
     Returns per scene: (InstancePrediction over its P_b tokens, scene-local token of every point long [V_b]).
     """
     if query_radius is not None and not query_radius > 0:
         raise ValueError(f"query_radius must be a positive number of metres, got {query_radius}")
     generator = torch.Generator(device=batch.xyz.device)
     generator.manual_seed(seed)
-    out = model(batch, generator=generator)
+    out = model(batch, generator=generator, num_queries=resolve_query_count(num_queries))
     final = out.final
     weights = out.tokens.split(out.tokens.weights)
     positions = out.tokens.split(out.tokens.positions)
@@ -175,13 +192,14 @@ class Predictor:
         return next(self.model.parameters()).device
 
     def predict_batch(self, batch: SceneBatch, class_ids: Sequence[int], *,
-                      query_radius: Optional[float] = None) -> list[ScenePrediction]:
+                      query_radius: Optional[float] = None, num_queries: QueryCount = None) -> list[ScenePrediction]:
         """Instances over the points of every scene of ``batch`` (moved to the model's device here);
-        ``class_ids``: dataset class id of each model class; ``query_radius``: :func:`predict_instances`."""
+        ``class_ids``: dataset class id of each model class; ``query_radius``, ``num_queries``:
+        :func:`predict_instances`."""
         return [instances.to_scene_prediction(point_tokens, class_ids)
                 for instances, point_tokens in predict_instances(self.model, batch.to(self.device), self.postprocessor,
                                                                  seed=self.settings.eval.seed,
-                                                                 query_radius=query_radius)]
+                                                                 query_radius=query_radius, num_queries=num_queries)]
 
     def dataset(self, split: str, *, data_root: Optional[str | os.PathLike] = None,
                 limit: Optional[int] = None) -> PreprocessedDataset:
@@ -223,7 +241,8 @@ class Predictor:
     def predict_scan(self, xyz: np.ndarray, rgb: np.ndarray, *, normals: Optional[np.ndarray] = None,
                      superpoint: Optional[np.ndarray] = None, cell: float = 0.1, min_points: int = 1,
                      class_ids: Optional[Sequence[int]] = None, class_names: Optional[Sequence[str]] = None,
-                     centre_grid: Optional[float] = None, query_radius: Optional[float] = None) -> PointInstances:
+                     centre_grid: Optional[float] = None, query_radius: Optional[float] = None,
+                     num_queries: QueryCount = None) -> PointInstances:
         """Instances of one scan given as arrays, with the run's evaluation transforms.
 
         Args:
@@ -234,6 +253,7 @@ class Predictor:
                 classes of the run's dataset).
             centre_grid: centre the scan by its mean rounded to a multiple of this (metres) instead of its
                 mean (:class:`~pointformer.data.transforms.CenterScene`); None: as the dataset's scenes.
+            query_radius, num_queries: :func:`predict_instances`.
         Returns: one instance id per point, with the instances' classes and scores.
         """
         xyz = np.asarray(xyz)
@@ -261,7 +281,7 @@ class Predictor:
         batch = collate_scenes([SceneSample(scene_id="scan", index=0, xyz=sample.xyz, features=features,
                                             superpoint=superpoint.astype(np.int64), targets=unlabelled, gt_ids=None,
                                             num_mesh_vertices=v)])
-        prediction = self.predict_batch(batch, class_ids, query_radius=query_radius)[0]
+        prediction = self.predict_batch(batch, class_ids, query_radius=query_radius, num_queries=num_queries)[0]
         return point_instances(prediction, min_points=min_points,
                                class_names=dict(zip(class_ids, class_names or [str(c) for c in class_ids])))
 
@@ -282,7 +302,8 @@ class Predictor:
                 superpoint: Optional[np.ndarray] = None, tile_size: Optional[float] = 12.0, overlap: float = 2.0,
                 superpoints: str = "knn", cell: float = 0.1, min_points: int = 50, merge_iou: float = 0.5,
                 progress: bool = False, source: str = "the scan",
-                superpoint_name: str = "given", query_radius: Optional[float] = None) -> ScanInstances:
+                superpoint_name: str = "given", query_radius: Optional[float] = None,
+                num_queries: QueryCount = None) -> ScanInstances:
         """Instances of a scan of any size (a room or a building), tile by tile (:mod:`~pointformer.inference.tiling`).
 
         Args:
@@ -297,10 +318,14 @@ class Predictor:
             query_radius: metres; an instance reaches at most this far from its query's seed token (None: no
                 limit). The model's mask logits do not see positions, so without it a query of one room also
                 claims look-alike objects of other rooms in the same tile or pass (docs/inference.md).
+            num_queries: queries per tile: None = the model's evaluation count; ``"all"`` = one per superpoint,
+                so that seeds do not depend on how the scan is cut (with ``position_encoding: relative`` models
+                the way tiles and one pass agree; docs/inference.md).
             source: the scan's name for messages; superpoint_name: what made ``superpoint`` (for the description).
         Returns: per-point instance and class ids (-1 = none) and the instances, by descending score.
         Raises MissingFeatureError, or ValueError for arrays of the wrong shape.
         """
+        resolve_query_count(num_queries)  # a bad count fails before any work
         xyz = np.asarray(xyz)
         if xyz.ndim != 2 or xyz.shape[1] != 3 or xyz.shape[0] == 0:
             raise ValueError(f"{source}: xyz must have shape [N, 3] with N > 0, got {xyz.shape}")
@@ -343,7 +368,7 @@ class Predictor:
             trgb = units.rgb[sel] if units.rgb is not None else np.zeros((sel.size, 3), np.float32)
             result = self.predict_scan(txyz, trgb, normals=tnormals, superpoint=tsp, min_points=1,
                                        class_ids=classes.ids, class_names=classes.names, centre_grid=period,
-                                       query_radius=query_radius)
+                                       query_radius=query_radius, num_queries=num_queries)
             return result.instance.astype(np.int32) - 1, result.scores, np.asarray(result.class_ids, dtype=np.int64)
 
         merged, grid = predict_tiled(units.xyz[:, :2], units.count, predict_tile, tile_size=tile_size,

@@ -84,10 +84,12 @@ def build_decoder(decoder_cfg: Any, *, token_dim: int, num_classes: int, mask_ac
     configured = kwargs.pop("query_init", None)
     if configured is not None and configured != query_init:
         raise ValueError(f"decoder config: query_init={configured!r} but the resolved query_init is {query_init!r}")
-    if query_init == "learned" and kwargs.get("seed_sampling", "fps") != "fps":
-        # Seeding applies to seeded queries only: an experiment that seeds by objectness for the Influencer
-        # Loss keeps working when its loss is switched to one with learned queries (loss=hungarian).
+    if query_init == "learned":
+        # Seeding and seed-relative positions apply to seeded queries only: an experiment that seeds by objectness
+        # or measures distances from seeds for the Influencer Loss keeps working when its loss is switched to one
+        # with learned queries (loss=hungarian), which then seeds nothing and uses Mask3D's scene position codes.
         kwargs["seed_sampling"] = "fps"
+        kwargs["position_encoding"] = "scene"
     return QueryDecoder(token_dim=token_dim, num_classes=num_classes, mask_activation=mask_activation,
                         query_init=query_init, **kwargs)
 

@@ -18,6 +18,11 @@ Queries:
   travels with the query into the output (``query_seed_token``). A scene with fewer tokens than
   queries gets one query per token.
 - ``"learned"``: DETR-style learned content and position embeddings (seed index -1).
+
+Positions (``position_encoding``): ``"scene"`` (Mask3D) adds Fourier codes of scene-normalised
+positions to keys and queries; ``"relative"`` (seeded queries) uses no absolute code: cross-attention,
+self-attention and the mask logits get a learned penalty linear in the distance from the query's seed
+(``DistanceBias``), so predictions do not depend on the extent of the scan they are made in (tiles).
 """
 from __future__ import annotations
 
@@ -31,7 +36,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pointformer.models.heads import MASK_ACTIVATIONS, PredictionHeads, attention_block_mask
-from pointformer.models.position_encoding import FourierPositionEncoding, normalize_positions
+from pointformer.models.position_encoding import (
+    POSITION_ENCODINGS,
+    DistanceBias,
+    FourierPositionEncoding,
+    normalize_positions,
+)
 from pointformer.models.sampling import farthest_point_sampling, size_score_scale
 from pointformer.models.tokens import Tokens
 
@@ -100,12 +110,14 @@ class MultiHeadAttention(nn.Module):
         self.v_proj = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
 
-    def forward(self, query: Tensor, key: Tensor, value: Tensor, blocked: Tensor) -> Tensor:
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, blocked: Tensor,
+                bias: Optional[Tensor] = None) -> Tensor:
         """
         Args:
             query: [B, N, H]; key, value: [B, T, H].
             blocked: bool [B, N, T] or broadcastable, True = do not attend. Every row must keep at
                 least one key (the callers guarantee it; an empty row would give NaN).
+            bias: optional float [B, heads, N, T] added to the attention logits (e.g. ``DistanceBias``).
         Returns:
             [B, N, H].
         """
@@ -119,8 +131,12 @@ class MultiHeadAttention(nn.Module):
         q = split_heads(self.q_proj(query), n)
         k = split_heads(self.k_proj(key), t)
         v = split_heads(self.v_proj(value), t)
+        if bias is None:
+            attn_mask = ~blocked[:, None]
+        else:
+            attn_mask = bias.to(q.dtype).masked_fill(blocked[:, None], -torch.inf)
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=~blocked[:, None], dropout_p=self.dropout if self.training else 0.0
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
         )
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h))
 
@@ -156,26 +172,29 @@ class DecoderLayer(nn.Module):
         memory_pos: Tensor,
         cross_blocked: Tensor,
         self_blocked: Tensor,
+        cross_bias: Optional[Tensor] = None,
+        self_bias: Optional[Tensor] = None,
     ) -> Tensor:
         """
         Args:
             queries, query_pos: [B, N, H]; memory, memory_pos: [B, T, H].
             cross_blocked: bool [B, N, T]; self_blocked: bool [B, 1, N] (padding queries as keys).
+            cross_bias, self_bias: optional float attention-logit biases [B, heads, N, T] / [B, heads, N, N].
         Returns:
             [B, N, H] updated queries.
         """
         keys = memory + memory_pos
         if self.pre_norm:
             q = self.norm_cross(queries)
-            queries = queries + self.drop(self.cross_attn(q + query_pos, keys, memory, cross_blocked))
+            queries = queries + self.drop(self.cross_attn(q + query_pos, keys, memory, cross_blocked, cross_bias))
             q = self.norm_self(queries)
-            queries = queries + self.drop(self.self_attn(q + query_pos, q + query_pos, q, self_blocked))
+            queries = queries + self.drop(self.self_attn(q + query_pos, q + query_pos, q, self_blocked, self_bias))
             return queries + self.drop(self.ffn(self.norm_ffn(queries)))
         queries = self.norm_cross(
-            queries + self.drop(self.cross_attn(queries + query_pos, keys, memory, cross_blocked))
+            queries + self.drop(self.cross_attn(queries + query_pos, keys, memory, cross_blocked, cross_bias))
         )
         q = queries + query_pos
-        queries = self.norm_self(queries + self.drop(self.self_attn(q, q, queries, self_blocked)))
+        queries = self.norm_self(queries + self.drop(self.self_attn(q, q, queries, self_blocked, self_bias)))
         return self.norm_ffn(queries + self.drop(self.ffn(queries)))
 
 
@@ -203,7 +222,10 @@ class QueryDecoder(nn.Module):
             it can be trained with "fps" seeding too, to measure it before relying on it).
         objectness_threshold: probability above which a token counts as foreground for seeding.
         pos_dim: d of ``Tokens.positions`` (3 for xyz, 2 for pixels).
-        pos_scale: standard deviation of the Fourier frequencies.
+        pos_scale: standard deviation of the Fourier frequencies (``position_encoding="scene"``).
+        position_encoding: ``"scene"`` (Fourier codes of scene-normalised positions, Mask3D) or
+            ``"relative"`` (seeded queries only: distance-to-seed penalties in attention and mask logits,
+            independent of the scan's extent; module docstring).
         pre_norm, dropout: layer options.
         masked_attention: turn Mask2Former's masked attention off (ablation).
         mask_mlp_layers: Linear layers of the mask-embedding MLP.
@@ -229,6 +251,7 @@ class QueryDecoder(nn.Module):
         seed_size_alpha: float = 0.5,
         pos_dim: int = 3,
         pos_scale: float = 1.0,
+        position_encoding: str = "scene",
         pre_norm: bool = False,
         dropout: float = 0.0,
         masked_attention: bool = True,
@@ -241,6 +264,11 @@ class QueryDecoder(nn.Module):
             raise ValueError(f"mask_activation must be one of {MASK_ACTIVATIONS}, got {mask_activation!r}")
         if seed_sampling not in SEED_SAMPLINGS:
             raise ValueError(f"seed_sampling must be one of {SEED_SAMPLINGS}, got {seed_sampling!r}")
+        if position_encoding not in POSITION_ENCODINGS:
+            raise ValueError(f"position_encoding must be one of {POSITION_ENCODINGS}, got {position_encoding!r}")
+        if position_encoding == "relative" and query_init != "seeded":
+            raise ValueError("position_encoding='relative' measures distances from query seeds: it needs "
+                             "query_init='seeded'")
         if objectness_head is None:
             objectness_head = seed_sampling == "objectness"
         if seed_sampling == "objectness" and not objectness_head:
@@ -283,12 +311,21 @@ class QueryDecoder(nn.Module):
         self.seed_size_alpha = seed_size_alpha
         self.objectness_logit_threshold = math.log(objectness_threshold / (1.0 - objectness_threshold))
         self.pos_dim = pos_dim
+        self.position_encoding = position_encoding
         self.masked_attention = masked_attention
 
         # Keys/values of cross-attention; LayerNorm keeps token scales comparable across backbones.
         self.input_proj = nn.Sequential(nn.Linear(token_dim, hidden_dim), nn.LayerNorm(hidden_dim))
         self.mask_feature_proj = nn.Linear(token_dim, hidden_dim)
-        self.pos_encoding = FourierPositionEncoding(pos_dim=pos_dim, out_dim=hidden_dim, scale=pos_scale)
+        if position_encoding == "scene":
+            self.pos_encoding = FourierPositionEncoding(pos_dim=pos_dim, out_dim=hidden_dim, scale=pos_scale)
+            self.cross_distance = self.self_distance = self.mask_distance = None
+        else:
+            self.pos_encoding = None
+            self.cross_distance = DistanceBias(num_heads=num_heads)
+            self.self_distance = DistanceBias(num_heads=num_heads)
+            # masks: a gentle start (1 logit at 2 m), so that whole large objects can still be owned
+            self.mask_distance = DistanceBias(num_heads=1, min_slope=0.5, max_slope=0.5)
         self.objectness = nn.Linear(hidden_dim, 1) if objectness_head else None
         if query_init == "seeded":
             self.query_proj = nn.Linear(token_dim, hidden_dim)
@@ -377,11 +414,14 @@ class QueryDecoder(nn.Module):
         # padding for attention, seeding and the bounding box.
         key_pad = key_pad | ~tokens.pad(filled, value=False)[0]
         positions, _ = tokens.pad(tokens.positions)  # [B, T, d] raw positions (metric FPS)
-        normalized, _ = tokens.pad(normalize_positions(tokens.positions, tokens.offsets, valid=filled))
         batch_size = features.shape[0]
 
         memory = self.input_proj(features)  # [B, T, H]
-        memory_pos = self.pos_encoding(normalized).to(memory.dtype)  # [B, T, H]
+        if self.pos_encoding is not None:
+            normalized, _ = tokens.pad(normalize_positions(tokens.positions, tokens.offsets, valid=filled))
+            memory_pos = self.pos_encoding(normalized).to(memory.dtype)  # [B, T, H]
+        else:
+            memory_pos = torch.zeros_like(memory)
         mask_features = self.mask_feature_proj(features)  # [B, T, H]
         objectness = self.objectness(memory).squeeze(-1) if self.objectness is not None else None  # [B, T]
 
@@ -412,7 +452,23 @@ class QueryDecoder(nn.Module):
             query_pos = self.query_pos_embed.weight[:n_req].unsqueeze(0).expand(batch_size, -1, -1)
 
         self_blocked = query_pad[:, None, :]  # padding queries are never attended to
-        stages = [self.heads(queries, mask_features)]
+        cross_bias = self_bias = mask_bias = None
+        if self.position_encoding == "relative":
+            seed_pos = positions[rows, safe].float()  # [B, N, d]
+            # exact distances (the matmul form of cdist differs between a scene alone and in a batch)
+            exact = "donot_use_mm_for_euclid_dist"
+            cross_distance = torch.cdist(seed_pos, positions.float(), compute_mode=exact)  # [B, N, T]
+            cross_bias = self.cross_distance(cross_distance)  # [B, heads, N, T]
+            self_bias = self.self_distance(torch.cdist(seed_pos, seed_pos, compute_mode=exact))  # [B, heads, N, N]
+            mask_bias = self.mask_distance(cross_distance)[:, 0]  # [B, N, T]
+
+        def predict(queries: Tensor) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+            class_logits, mask_logits, background_logits = self.heads(queries, mask_features)
+            if mask_bias is not None:
+                mask_logits = mask_logits + mask_bias.to(mask_logits.dtype)
+            return class_logits, mask_logits, background_logits
+
+        stages = [predict(queries)]
         for i in range(self.num_layers):
             mask_logits, background_logits = stages[-1][1], stages[-1][2]
             if self.masked_attention:
@@ -423,8 +479,8 @@ class QueryDecoder(nn.Module):
             else:
                 cross_blocked = key_pad[:, None, :]
             layer = self.layers[i % len(self.layers)]
-            queries = layer(queries, query_pos, memory, memory_pos, cross_blocked, self_blocked)
-            stages.append(self.heads(queries, mask_features))
+            queries = layer(queries, query_pos, memory, memory_pos, cross_blocked, self_blocked, cross_bias, self_bias)
+            stages.append(predict(queries))
 
         token_counts = tokens.counts.tolist()
         query_counts = (~query_pad).sum(1).tolist()

@@ -1,8 +1,13 @@
-"""Fourier positional encoding of token positions, normalised to each scene's bounding box.
+"""Where tokens are, for the decoder: two encodings of position.
 
-Mask3D encodes xyz with random Fourier features after scaling every scene to the unit cube; the same
-encoding serves 2D (pixel coordinates, ``pos_dim=2``). Normalising per scene makes the encoding
-independent of where the scene sits in the world and of the batch it is in.
+* ``"scene"`` (Mask3D): random Fourier features of positions scaled to each scene's bounding box
+  (unit cube); the same encoding serves 2D (pixel coordinates, ``pos_dim=2``). Independent of where
+  the scene sits in the world, but a token's code depends on the extent of the scene it is in: the
+  same chair gets another code in a room, a tile of a building and the whole building.
+* ``"relative"``: no absolute code at all; attention and masks see the *distance* between a query's
+  seed and a token (:class:`DistanceBias`, a learned penalty per attention head, ALiBi-style), so a
+  prediction depends on what is near, not on the extent of the scan — what tiled inference of large
+  scans needs (``pointformer.inference.tiling``).
 """
 from __future__ import annotations
 
@@ -14,7 +19,9 @@ from torch import Tensor, nn
 
 from pointformer.models.tokens import batch_index_from_offsets
 
-__all__ = ["normalize_positions", "FourierPositionEncoding"]
+__all__ = ["POSITION_ENCODINGS", "normalize_positions", "FourierPositionEncoding", "DistanceBias"]
+
+POSITION_ENCODINGS = ("scene", "relative")
 
 
 def normalize_positions(
@@ -81,3 +88,37 @@ class FourierPositionEncoding(nn.Module):
             )
         projected = (2.0 * math.pi) * (normalized_positions.float() @ self.frequencies)
         return torch.cat([projected.sin(), projected.cos()], dim=-1)
+
+
+class DistanceBias(nn.Module):
+    """A learned penalty linear in distance: ``bias[h] = -slope_h * distance`` (slope_h > 0, one per head).
+
+    Added to attention logits (or mask logits) it makes near tokens weigh more, with a reach each head
+    learns; it is a function of distances only, so it does not change when the scene is translated,
+    cropped or extended far away. The initial slopes are spread geometrically over
+    ``[min_slope, max_slope]`` (per unit of position: per metre in 3D), so heads start with different reaches.
+
+    Args:
+        num_heads: independent slopes (1 for a mask-logit bias).
+        min_slope, max_slope: initial slope range (equal for one head: ``min_slope``).
+    """
+
+    def __init__(self, *, num_heads: int, min_slope: float = 0.25, max_slope: float = 2.0) -> None:
+        super().__init__()
+        if num_heads < 1:
+            raise ValueError(f"DistanceBias: num_heads must be >= 1, got {num_heads}")
+        if not 0.0 < min_slope <= max_slope:
+            raise ValueError(f"DistanceBias: need 0 < min_slope <= max_slope, got {min_slope}, {max_slope}")
+        slopes = torch.logspace(math.log10(min_slope), math.log10(max_slope), num_heads) if num_heads > 1 \
+            else torch.tensor([min_slope])
+        # softplus^-1 so that softplus(raw) starts at the chosen slopes and stays positive while training
+        self.raw_slope = nn.Parameter(slopes + torch.log(-torch.expm1(-slopes)))
+
+    @property
+    def slopes(self) -> Tensor:
+        """float [num_heads] current slopes (> 0)."""
+        return nn.functional.softplus(self.raw_slope)
+
+    def forward(self, distance: Tensor) -> Tensor:
+        """float [B, N, T] distances -> float [B, num_heads, N, T] biases (<= 0)."""
+        return -self.slopes.to(distance.dtype)[None, :, None, None] * distance[:, None]

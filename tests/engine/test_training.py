@@ -109,6 +109,14 @@ def test_scannet_experiment_seeds_by_objectness_only_where_queries_are_seeded(lo
     assert decoder.seed_sampling == seeding and (decoder.objectness is not None) == objectness
 
 
+@pytest.mark.parametrize("loss, encoding", [("influencer", "relative"), ("hungarian", "scene")])
+def test_relative_positions_apply_where_queries_are_seeded(loss, encoding):
+    # seed-relative positions need seeds: a config asking for them still builds with learned queries
+    overrides = ["model=tiny", f"loss={loss}", "model.decoder.position_encoding=relative"]
+    decoder = build_model(RunSettings.from_config(compose_config(overrides))).decoder
+    assert decoder.position_encoding == encoding and (decoder.cross_distance is not None) == (encoding == "relative")
+
+
 def test_config_errors_are_clear(data_root, tmp_path, capsys):
     assert train_main(["data=scanet"]) == 2
     err = capsys.readouterr().err

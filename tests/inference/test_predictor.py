@@ -17,20 +17,30 @@ from pointformer.inference import Predictor
 from pointformer.io.checkpoint import CheckpointError, write_checkpoint
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def _untrained_checkpoint(tmp_path_factory, position_encoding: str):
     """An untrained tiny model's checkpoint (predictions need not be good to be compared)."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("pre")
     write_toy_split(root, "train", num_scenes=1, seed=0, num_points=900, num_objects=3)
     write_toy_split(root, "val", num_scenes=2, seed=1, num_points=900, num_objects=3)
     cfg = compose_config([f"data.root={root}", "data.color_mean=[120.0,110.0,100.0]", "data.color_std=[60.0,60.0,60.0]",
-                          "model.decoder.eval_num_queries=20"])
+                          "model.decoder.eval_num_queries=20", f"model.decoder.position_encoding={position_encoding}"])
     torch.manual_seed(0)
     model = build_model(RunSettings.from_config(cfg))
     path = write_checkpoint(root.parent / "ckpt.pt", {"model": model.state_dict(), "step": 3, "epoch": 0,
                                                       "config": to_yaml(plain_config(cfg))})
     return root, path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """Scene-normalised position codes (Mask3D's): position-blind masks, what the query radius is for."""
+    return _untrained_checkpoint(tmp_path_factory, "scene")
+
+
+@pytest.fixture(scope="module")
+def relative_checkpoint(tmp_path_factory):
+    return _untrained_checkpoint(tmp_path_factory, "relative")
 
 
 def test_split_predictions_equal_the_validation_path(checkpoint):
@@ -94,6 +104,33 @@ def test_query_radius_keeps_instances_local(checkpoint):
     assert len(local.instances) >= 2 and spanning(local) == 0
     with pytest.raises(ValueError, match="query_radius must be a positive"):
         predictor.predict(xyz, rgb, query_radius=0.0, **args)
+
+
+def test_relative_positions_and_all_queries_make_a_scene_independent_of_far_context(relative_checkpoint):
+    """What tiled inference needs: a scene's instances do not change when another scene is added far away.
+
+    Two copies 200 m apart (a multiple of the translation period, so both see their own voxel grid): with
+    ``position_encoding: relative`` and one query per superpoint, each copy's instances in the joint pass
+    equal those of the copy alone (IoU 1 for every instance), and none spans both copies."""
+    _, path = relative_checkpoint
+    predictor = Predictor.from_checkpoint(path, device="cpu")
+    raw = predictor.dataset("val", limit=1).load(0)
+    period = predictor.model.translation_period
+    spacing = math.ceil(200.0 / period) * period
+    xyz = np.concatenate([raw.xyz, raw.xyz + [spacing, 0.0, 0.0]]).astype(np.float64)
+    rgb, normals = np.concatenate([raw.rgb] * 2), np.concatenate([raw.normals] * 2)
+    superpoint = np.concatenate([raw.superpoint, raw.superpoint + raw.superpoint.max() + 1])
+    args = dict(tile_size=None, min_points=1, num_queries="all")
+    pair = predictor.predict(xyz, rgb, normals=normals, superpoint=superpoint, **args).instance_ids
+    alone = predictor.predict(raw.xyz.astype(np.float64), raw.rgb, normals=raw.normals, superpoint=raw.superpoint,
+                              **args).instance_ids
+    first = pair[: raw.num_points]
+    assert alone.max() >= 1 and not set(first[first >= 0]) & set(pair[raw.num_points:])  # nothing spans both
+    for k in range(int(alone.max()) + 1):
+        mask = alone == k
+        assert np.unique(first[mask]).size == 1 and ((first == first[mask][0]) == mask).all()
+    with pytest.raises(ValueError, match="num_queries must be"):
+        predictor.predict(xyz, rgb, num_queries=0)
 
 
 def test_bad_checkpoints_and_overrides_are_clear_errors(checkpoint, tmp_path):

@@ -18,6 +18,7 @@ CONFIGS = {
     "seeded-sigmoid": dict(query_init="seeded", mask_activation="sigmoid"),
     "objectness-ownership": dict(query_init="seeded", mask_activation="ownership", seed_sampling="objectness"),
     "learned-sigmoid": dict(query_init="learned", mask_activation="sigmoid"),
+    "relative-ownership": dict(query_init="seeded", mask_activation="ownership", position_encoding="relative"),
     "prenorm-shared": dict(query_init="seeded", mask_activation="ownership", pre_norm=True, num_layers=4,
                            num_unique_layers=2),
 }
@@ -283,3 +284,50 @@ def test_empty_tokens_are_predicted_but_not_attended() -> None:
     with pytest.raises(ValueError, match="weight > 0"):
         decoder(Tokens(features=tokens.features, positions=tokens.positions, weights=torch.zeros(12),
                        offsets=tokens.offsets))
+
+
+def _room_with_far_context(far: float) -> tuple[Tokens, Tokens]:
+    """A 20-token room alone, and the same room with 15 more tokens ``far`` metres away (appended)."""
+    room = make_tokens([20])
+    extra = make_tokens([15], seed=7)
+    positions = torch.cat([room.positions, extra.positions + torch.tensor([far, 0.0, 0.0])])
+    both = Tokens(features=torch.cat([room.features, extra.features]), positions=positions,
+                  weights=torch.cat([room.weights, extra.weights]), offsets=offsets_from_counts(torch.tensor([35])))
+    return room, both
+
+
+@pytest.mark.parametrize("encoding", ["scene", "relative"])
+def test_relative_positions_ignore_far_context(encoding: str) -> None:
+    """Tiling's requirement: with the same seeds, tokens far away must not change a room's masks and classes.
+
+    Under the scene-normalised code they do (the room's codes depend on the scan's extent); under the
+    relative encoding the far tokens are 200 m away and weigh exp(-slope * 200) ~ 0 in every softmax."""
+    decoder = make_decoder(query_init="seeded", mask_activation="ownership", position_encoding=encoding).eval()
+    room, both = _room_with_far_context(200.0)
+    seeds = [torch.tensor([0, 3, 7, 11, 15, 19])]
+    alone = decoder(room, seed_tokens=seeds).final
+    with_far = decoder(both, seed_tokens=seeds).final
+    mask_change = (alone.mask_logits[0] - with_far.mask_logits[0][:, :20]).abs().max().item()
+    class_change = (alone.class_logits[0] - with_far.class_logits[0]).abs().max().item()
+    if encoding == "relative":
+        assert mask_change < 1e-4 and class_change < 1e-4
+        assert torch.equal(alone.background_logits[0], with_far.background_logits[0][:20])
+    else:
+        assert mask_change > 1e-2
+
+
+def test_relative_positions_are_translation_invariant_and_need_seeds() -> None:
+    decoder = make_decoder(query_init="seeded", mask_activation="ownership", position_encoding="relative").eval()
+    tokens = make_tokens([20])
+    moved = Tokens(features=tokens.features, positions=tokens.positions + torch.tensor([37.0, -3.0, 7.0]),
+                   weights=tokens.weights, offsets=tokens.offsets)
+    assert torch.allclose(decoder(tokens).final.mask_logits[0], decoder(moved).final.mask_logits[0], atol=1e-3)
+    # the bias decays with distance and is learnable: every slope gets a gradient
+    out = decoder.train()(tokens)
+    (out.final.mask_logits[0].sum() + out.final.class_logits[0].sum()).backward()
+    for module in (decoder.cross_distance, decoder.self_distance, decoder.mask_distance):
+        assert module.raw_slope.grad is not None and bool((module.raw_slope.grad != 0).all())
+    with pytest.raises(ValueError, match="query_init='seeded'"):
+        make_decoder(query_init="learned", mask_activation="sigmoid", position_encoding="relative")
+    with pytest.raises(ValueError, match="position_encoding must be one of"):
+        make_decoder(position_encoding="absolute")
