@@ -15,7 +15,7 @@ from torch import nn
 
 from pointformer.config import ConfigError, DataSettings, RunSettings
 from pointformer.data.dataset import DatasetConfigError, PreprocessedDataset, compute_color_stats
-from pointformer.data.transforms import build_crop, build_transforms
+from pointformer.data.transforms import build_crop, build_neighbours, build_transforms
 from pointformer.losses import query_setup
 from pointformer.losses.registry import QuerySetup
 
@@ -79,7 +79,8 @@ def make_dataset(data: DataSettings, split: str, *, train: bool, seed: int, limi
                  transform: Any = None) -> PreprocessedDataset:
     """A split of the configured dataset with the train or eval transform pipeline
     (``transform=False``: raw scenes, no transform). ``seed`` seeds the augmentations.
-    ``split`` is resolved by :func:`resolve_splits` (S3DIS: areas); ``data.crop`` applies when ``train``."""
+    ``split`` is resolved by :func:`resolve_splits` (S3DIS: areas); ``data.crop`` and ``data.neighbours`` apply
+    when ``train``."""
     if data.in_channels != 3 * len(data.features):
         raise ConfigError(f"data.in_channels={data.in_channels} but data.features={list(data.features)} give "
                           f"{3 * len(data.features)} channels; set data.in_channels={3 * len(data.features)}")
@@ -90,13 +91,14 @@ def make_dataset(data: DataSettings, split: str, *, train: bool, seed: int, limi
                                      augment=dict(data.augment) if train and data.augment is not None else None)
     try:
         crop = build_crop(data.crop) if train and transform is not False else None
+        neighbours = build_neighbours(data.neighbours) if train and transform is not False else None
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     try:
         return PreprocessedDataset(data_root(data), resolve_splits(data, split),
                                    transform=None if transform is False else transform, seed=seed,
                                    features=list(data.features), expected_dataset=data.dataset, limit=limit,
-                                   cache=data.cache, crop=crop)
+                                   cache=data.cache, crop=crop, neighbours=neighbours)
     except DatasetConfigError as exc:
         raise ConfigError(str(exc)) from None
 

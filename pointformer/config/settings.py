@@ -69,9 +69,13 @@ class DataSettings:
     test_area: Optional[int]                      # S3DIS: the held-out area (None: not an area dataset)
     fold: Optional[int]                           # S3DIS 6-fold: fold k tests on Area k (overrides test_area)
     crop: Optional[Mapping[str, Any]]             # random cuboid crop options (training only; None: off)
+    neighbours: Optional[Mapping[str, Any]]       # training pairs of rooms side by side (None: off)
 
     @classmethod
     def from_mapping(cls, values: Any) -> "DataSettings":
+        values = _plain(values)
+        if isinstance(values, Mapping) and "neighbours" not in values:
+            values = {**values, "neighbours": None}  # stored configs of checkpoints older than the setting
         v = checked_fields(cls, "data", values)
         colour = {k: None if v[k] is None else tuple(float(x) for x in v[k]) for k in ("color_mean", "color_std")}
         return cls(name=str(v["name"]), dataset=str(v["dataset"]), root=optional_path(v["root"]),
@@ -81,7 +85,8 @@ class DataSettings:
                    cache=bool(v["cache"]), limit_train=_optional_int(v["limit_train"]),
                    limit_val=_optional_int(v["limit_val"]), augment=v["augment"],
                    test_area=_optional_int(v["test_area"]), fold=_optional_int(v["fold"]),
-                   crop=None if v["crop"] is None else dict(v["crop"]))
+                   crop=None if v["crop"] is None else dict(v["crop"]),
+                   neighbours=None if v["neighbours"] is None else dict(v["neighbours"]))
 
 
 @dataclass(frozen=True)

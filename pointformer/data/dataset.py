@@ -24,7 +24,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from pointformer.data.targets import SceneTargets, superpoint_targets
-from pointformer.data.transforms import Compose, PointSample, RandomCuboidCrop
+from pointformer.data.transforms import Compose, NeighbourPlacement, PointSample, RandomCuboidCrop
 from pointformer.io.labels import SCANNET200_IDS, SCANNET200_INSTANCE_IDS, SCANNET200_NAMES
 from pointformer.io.scene import Manifest, Scene, SceneFormatError, load_scene
 
@@ -92,6 +92,8 @@ class PreprocessedDataset(Dataset):
         cache: keep loaded scenes in memory (small datasets; avoids re-reading files every epoch).
         crop: optional random crop applied before ``transform`` (training; it drops points, so the
             labels and superpoints of the sample are subset with it).
+        neighbours: optional training pairs: a share of the samples get a second scene of the split placed
+            beside them (``NeighbourPlacement``), with its own superpoints and instances, before ``transform``.
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class PreprocessedDataset(Dataset):
         limit: Optional[int] = None,
         cache: bool = False,
         crop: Optional[RandomCuboidCrop] = None,
+        neighbours: Optional[NeighbourPlacement] = None,
     ) -> None:
         self.root = Path(root)
         splits = [split] if isinstance(split, str) else [str(s) for s in split]
@@ -165,6 +168,7 @@ class PreprocessedDataset(Dataset):
         self.seed = int(seed)
         self.cache = cache
         self.crop = crop
+        self.neighbours = neighbours if len(ids) > 1 else None  # a single scene has no neighbour to take
         self._cache: dict[int, Scene] = {}
 
     def _load_manifest(self, split: str, expected_dataset: Optional[str]) -> tuple[Path, Manifest]:
@@ -222,12 +226,9 @@ class PreprocessedDataset(Dataset):
             self._cache[index] = scene
         return scene
 
-    def __getitem__(self, key: Key) -> SceneSample:
-        epoch, index = (0, key) if isinstance(key, (int, np.integer)) else (int(key[0]), int(key[1]))
-        if not 0 <= index < len(self):
-            raise IndexError(f"scene index {index} out of range for {len(self)} scenes")
+    def _labelled_points(self, index: int, rng: np.random.Generator) -> "_LabelledPoints":
+        """Scene ``index`` as points, superpoints and labels, cropped when a crop is set (no transform)."""
         scene = self.load(index)
-        rng = augmentation_rng(self.seed, epoch, index)
         sample = PointSample(xyz=scene.xyz.astype(np.float32, copy=True), rgb=scene.rgb.astype(np.float32),
                              normals=scene.normals.astype(np.float32, copy=True))
         superpoint = scene.superpoint.astype(np.int64)
@@ -244,14 +245,65 @@ class PreprocessedDataset(Dataset):
             semantic, instance = semantic[keep], instance[keep]
             gt_ids = None if gt_ids is None else gt_ids[keep]
             num_mesh_vertices = int(keep.shape[0])
+        return _LabelledPoints(scene.scene_id, sample, superpoint, semantic, instance, gt_ids, num_mesh_vertices)
+
+    def __getitem__(self, key: Key) -> SceneSample:
+        epoch, index = (0, key) if isinstance(key, (int, np.integer)) else (int(key[0]), int(key[1]))
+        if not 0 <= index < len(self):
+            raise IndexError(f"scene index {index} out of range for {len(self)} scenes")
+        rng = augmentation_rng(self.seed, epoch, index)
+        points = self._labelled_points(index, rng)
+        meta: dict = {"epoch": epoch}
+        if self.neighbours is not None and self.neighbours.wants_neighbour(rng):
+            other = int(rng.integers(len(self) - 1))
+            other += other >= index  # any other scene of the split
+            second = self._labelled_points(other, rng)
+            points = points.beside(second, self.neighbours.offset(points.sample.xyz, second.sample.xyz, rng))
+            meta["neighbour"] = second.scene_id
+        sample = points.sample
         if self.transform is not None:
             sample = self.transform(sample, rng)
         channels = {"rgb": sample.rgb, "normals": sample.normals}
         features = np.concatenate([channels[name] for name in self.features], axis=1).astype(np.float32)
-        targets = superpoint_targets(superpoint, semantic, instance, thing_classes=self.thing_classes)
-        return SceneSample(scene_id=scene.scene_id, index=index, xyz=sample.xyz, features=features,
-                           superpoint=superpoint, targets=targets, gt_ids=gt_ids,
-                           num_mesh_vertices=num_mesh_vertices, meta={"epoch": epoch})
+        targets = superpoint_targets(points.superpoint, points.semantic, points.instance,
+                                     thing_classes=self.thing_classes)
+        return SceneSample(scene_id=points.scene_id, index=index, xyz=sample.xyz, features=features,
+                           superpoint=points.superpoint, targets=targets, gt_ids=points.gt_ids,
+                           num_mesh_vertices=points.num_mesh_vertices, meta=meta)
+
+
+@dataclass
+class _LabelledPoints:
+    """A scene's points before the transform: superpoints 0..S-1, semantic / instance labels, GT ids."""
+
+    scene_id: str
+    sample: PointSample
+    superpoint: np.ndarray
+    semantic: np.ndarray
+    instance: np.ndarray
+    gt_ids: Optional[np.ndarray]
+    num_mesh_vertices: int
+
+    def beside(self, other: "_LabelledPoints", offset: np.ndarray) -> "_LabelledPoints":
+        """This scene and ``other`` moved by ``offset`` [3] as one sample: superpoint and instance ids of
+        ``other`` follow this scene's, its GT ids keep their class and get new instance numbers."""
+        sample = PointSample(xyz=np.concatenate([self.sample.xyz, other.sample.xyz + offset.astype(np.float32)]),
+                             rgb=np.concatenate([self.sample.rgb, other.sample.rgb]),
+                             normals=np.concatenate([self.sample.normals, other.sample.normals]))
+        first_instances = int(self.instance.max(initial=0))
+        instance = np.concatenate([self.instance, np.where(other.instance > 0, other.instance + first_instances, 0)])
+        gt_ids = None
+        if self.gt_ids is not None and other.gt_ids is not None:
+            shift = int((self.gt_ids % 1000).max(initial=0))
+            if shift + int((other.gt_ids % 1000).max(initial=0)) < 1000:  # instance numbers stay below 1000
+                gt_ids = np.concatenate([self.gt_ids, np.where(other.gt_ids % 1000 > 0, other.gt_ids + shift,
+                                                               other.gt_ids)]).astype(self.gt_ids.dtype)
+        return _LabelledPoints(
+            scene_id=self.scene_id, sample=sample,
+            superpoint=np.concatenate([self.superpoint, other.superpoint + int(self.superpoint.max()) + 1]),
+            semantic=np.concatenate([self.semantic, other.semantic]).astype(self.semantic.dtype),
+            instance=instance.astype(self.instance.dtype, copy=False), gt_ids=gt_ids,
+            num_mesh_vertices=self.num_mesh_vertices + other.num_mesh_vertices)
 
 
 def compute_color_stats(

@@ -281,6 +281,61 @@ class RandomCuboidCrop:
         return f"RandomCuboidCrop(size={[None if np.isinf(e) else float(e) for e in self.size]})"
 
 
+class NeighbourPlacement:
+    """Where a second scene goes when a training sample shows two rooms side by side.
+
+    Scans of buildings hold many rooms, and a tile of one holds several; a model trained on single rooms has
+    never seen an object of another room next to its own, so a query may claim the look-alike objects of a
+    neighbouring room. Training on pairs teaches it not to. The second scene is put beside the first along
+    a random horizontal axis and side, ``gap`` metres (uniform in the range) from it, floors at the same
+    height, and shifted along the other axis by a uniform fraction of the rooms' overlap. Draws a fixed
+    number of values from the generator per call (one decision, then four placement draws when placed).
+
+    Args:
+        probability: share of training samples that get a neighbour.
+        gap: [low, high] metres between the two scenes' bounding boxes.
+    """
+
+    def __init__(self, *, probability: float = 0.5, gap: Sequence[float] = (0.3, 1.5)) -> None:
+        if isinstance(probability, bool) or not 0.0 <= float(probability) <= 1.0:
+            raise ValueError(f"data.neighbours.probability must be in [0, 1], got {probability!r}")
+        gap = [float(g) for g in gap] if isinstance(gap, (list, tuple)) else []
+        if len(gap) != 2 or not 0.0 <= gap[0] <= gap[1]:
+            raise ValueError(f"data.neighbours.gap must be [low, high] metres with 0 <= low <= high, got {gap!r}")
+        self.probability = float(probability)
+        self.gap = (gap[0], gap[1])
+
+    def wants_neighbour(self, rng: np.random.Generator) -> bool:
+        return bool(rng.random() < self.probability)
+
+    def offset(self, first: np.ndarray, second: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """float64 [3] translation that puts ``second`` [V2, 3] beside ``first`` [V1, 3] (never overlapping)."""
+        axis, side = int(rng.integers(2)), 1 if rng.random() < 0.5 else -1
+        gap, slide = rng.uniform(*self.gap), rng.random()
+        low1, high1 = first.min(axis=0).astype(np.float64), first.max(axis=0).astype(np.float64)
+        low2, high2 = second.min(axis=0).astype(np.float64), second.max(axis=0).astype(np.float64)
+        offset = np.zeros(3)
+        offset[axis] = (high1[axis] + gap - low2[axis]) if side > 0 else (low1[axis] - gap - high2[axis])
+        other = 1 - axis  # anywhere from "ends aligned on one side" to "ends aligned on the other"
+        start, end = low1[other] - low2[other], high1[other] - high2[other]
+        offset[other] = start + slide * (end - start)
+        offset[2] = low1[2] - low2[2]
+        return offset
+
+    def __repr__(self) -> str:
+        return f"NeighbourPlacement(probability={self.probability}, gap={list(self.gap)})"
+
+
+def build_neighbours(neighbours: Optional[dict]) -> Optional[NeighbourPlacement]:
+    """The training pairs of ``data.neighbours`` (``None``: single scenes). Keys: ``probability``, ``gap``."""
+    if neighbours is None:
+        return None
+    unknown = set(neighbours) - {"probability", "gap"}
+    if unknown:
+        raise ValueError(f"data.neighbours: unknown option(s) {sorted(unknown)}; known: gap, probability")
+    return NeighbourPlacement(**neighbours)
+
+
 def build_crop(crop: Optional[dict]) -> Optional[RandomCuboidCrop]:
     """The training crop of ``data.crop`` (``None``: no crop). Keys: ``size`` (see :class:`RandomCuboidCrop`)."""
     if crop is None:

@@ -226,6 +226,9 @@ class QueryDecoder(nn.Module):
         position_encoding: ``"scene"`` (Fourier codes of scene-normalised positions, Mask3D) or
             ``"relative"`` (seeded queries only: distance-to-seed penalties in attention and mask logits,
             independent of the scan's extent; module docstring).
+        attention_radius: with ``position_encoding="relative"``: a query attends only to tokens and to other
+            queries whose seeds lie within this distance of its seed (None: every token, with the distance
+            penalty only). Bounds how far context reaches a prediction (tiles; docs/inference.md).
         pre_norm, dropout: layer options.
         masked_attention: turn Mask2Former's masked attention off (ablation).
         mask_mlp_layers: Linear layers of the mask-embedding MLP.
@@ -252,6 +255,7 @@ class QueryDecoder(nn.Module):
         pos_dim: int = 3,
         pos_scale: float = 1.0,
         position_encoding: str = "scene",
+        attention_radius: Optional[float] = None,
         pre_norm: bool = False,
         dropout: float = 0.0,
         masked_attention: bool = True,
@@ -269,6 +273,9 @@ class QueryDecoder(nn.Module):
         if position_encoding == "relative" and query_init != "seeded":
             raise ValueError("position_encoding='relative' measures distances from query seeds: it needs "
                              "query_init='seeded'")
+        if attention_radius is not None and (position_encoding != "relative" or not attention_radius > 0):
+            raise ValueError(f"attention_radius={attention_radius!r}: needs position_encoding='relative' and a "
+                             "positive distance")
         if objectness_head is None:
             objectness_head = seed_sampling == "objectness"
         if seed_sampling == "objectness" and not objectness_head:
@@ -312,6 +319,7 @@ class QueryDecoder(nn.Module):
         self.objectness_logit_threshold = math.log(objectness_threshold / (1.0 - objectness_threshold))
         self.pos_dim = pos_dim
         self.position_encoding = position_encoding
+        self.attention_radius = attention_radius
         self.masked_attention = masked_attention
 
         # Keys/values of cross-attention; LayerNorm keeps token scales comparable across backbones.
@@ -452,15 +460,21 @@ class QueryDecoder(nn.Module):
             query_pos = self.query_pos_embed.weight[:n_req].unsqueeze(0).expand(batch_size, -1, -1)
 
         self_blocked = query_pad[:, None, :]  # padding queries are never attended to
-        cross_bias = self_bias = mask_bias = None
+        cross_bias = self_bias = mask_bias = cross_far = None
         if self.position_encoding == "relative":
             seed_pos = positions[rows, safe].float()  # [B, N, d]
             # exact distances (the matmul form of cdist differs between a scene alone and in a batch)
             exact = "donot_use_mm_for_euclid_dist"
             cross_distance = torch.cdist(seed_pos, positions.float(), compute_mode=exact)  # [B, N, T]
+            seed_distance = torch.cdist(seed_pos, seed_pos, compute_mode=exact)  # [B, N, N]
             cross_bias = self.cross_distance(cross_distance)  # [B, heads, N, T]
-            self_bias = self.self_distance(torch.cdist(seed_pos, seed_pos, compute_mode=exact))  # [B, heads, N, N]
+            self_bias = self.self_distance(seed_distance)  # [B, heads, N, N]
             mask_bias = self.mask_distance(cross_distance)[:, 0]  # [B, N, T]
+            if self.attention_radius is not None:
+                cross_far = cross_distance > self.attention_radius  # the seed token itself is never far
+                # a query always sees itself (rows of padding queries must not be empty either)
+                own = torch.eye(seeds.shape[1], dtype=torch.bool, device=seeds.device)[None]
+                self_blocked = (self_blocked | (seed_distance > self.attention_radius)) & ~own  # [B, N, N]
 
         def predict(queries: Tensor) -> tuple[Tensor, Tensor, Optional[Tensor]]:
             class_logits, mask_logits, background_logits = self.heads(queries, mask_features)
@@ -478,6 +492,10 @@ class QueryDecoder(nn.Module):
                 )
             else:
                 cross_blocked = key_pad[:, None, :]
+            if cross_far is not None:
+                near = cross_blocked | cross_far
+                # a mask lying wholly beyond the radius: attend to every token within it instead
+                cross_blocked = torch.where(near.all(-1, keepdim=True), key_pad[:, None, :] | cross_far, near)
             layer = self.layers[i % len(self.layers)]
             queries = layer(queries, query_pos, memory, memory_pos, cross_blocked, self_blocked, cross_bias, self_bias)
             stages.append(predict(queries))

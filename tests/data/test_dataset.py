@@ -7,6 +7,7 @@ import torch
 from pointformer.data import (DatasetConfigError, PreprocessedDataset, ResumableBatchSampler, ShardedEvalSampler,
                               build_transforms, collate_scenes, compute_color_stats)
 from pointformer.data.toy import write_toy_split
+from pointformer.data.transforms import NeighbourPlacement, build_neighbours
 from pointformer.io.scene import SceneFormatError
 
 
@@ -28,6 +29,41 @@ def test_items_are_deterministic_per_epoch_and_index(root):
     assert not np.allclose(a.xyz, other.xyz)
     assert np.array_equal(a.targets.token_instance, other.targets.token_instance)
     assert a.features.shape == (a.num_points, 3) and a.targets.num_instances == 4
+
+
+def test_neighbour_pairs_put_a_second_room_beside_the_first(root):
+    single = PreprocessedDataset(root, "train", seed=3)
+    paired = PreprocessedDataset(root, "train", seed=3, neighbours=NeighbourPlacement(probability=1.0, gap=[0.5, 1.0]))
+    for key in [(0, 0), (1, 2), (2, 4)]:
+        one, two = single[key], paired[key]
+        other = single.scene_ids.index(two.meta["neighbour"])
+        second = single[other]
+        assert other != key[1] and two.scene_id == one.scene_id
+        v = one.num_points
+        assert two.num_points == v + second.num_points
+        np.testing.assert_array_equal(two.xyz[:v], one.xyz)  # the first room stays where it was
+        moved = two.xyz[v:] - second.xyz  # the second one is translated as a whole, floors level
+        assert np.allclose(moved, moved[0], atol=1e-4) and abs(moved[0, 2] - (one.xyz[:, 2].min()
+                                                                             - second.xyz[:, 2].min())) < 1e-4
+        # apart by a gap in [0.5, 1.0] m along x or y: boxes never overlap
+        low1, high1, low2, high2 = one.xyz.min(0), one.xyz.max(0), two.xyz[v:].min(0), two.xyz[v:].max(0)
+        gaps = [max(low2[a] - high1[a], low1[a] - high2[a]) for a in (0, 1)]
+        assert 0.5 - 1e-4 <= max(gaps) <= 1.0 + 1e-4
+        # every instance and superpoint of both rooms, with their own ids
+        assert two.targets.num_instances == one.targets.num_instances + second.targets.num_instances
+        assert two.num_superpoints == one.num_superpoints + second.num_superpoints
+        np.testing.assert_array_equal(two.targets.instance_class, np.concatenate(
+            [one.targets.instance_class, second.targets.instance_class]))
+        gt = two.gt_ids
+        assert len(np.unique(gt)) == len(np.unique(one.gt_ids)) + len(np.unique(second.gt_ids)) - len(
+            set(one.gt_ids[one.gt_ids % 1000 == 0]) & set(second.gt_ids[second.gt_ids % 1000 == 0]))
+    assert single.neighbours is None and "neighbour" not in single[(0, 1)].meta  # off by default
+    never = PreprocessedDataset(root, "train", seed=3, neighbours=NeighbourPlacement(probability=0.0))
+    np.testing.assert_array_equal(never[(0, 1)].xyz, single[(0, 1)].xyz)
+    with pytest.raises(ValueError, match="unknown option"):
+        build_neighbours({"probabilty": 0.5})
+    with pytest.raises(ValueError, match="gap must be"):
+        NeighbourPlacement(gap=[2.0, 1.0])
 
 
 def test_features_channels_and_thing_class_ids(root):

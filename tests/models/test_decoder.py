@@ -19,6 +19,8 @@ CONFIGS = {
     "objectness-ownership": dict(query_init="seeded", mask_activation="ownership", seed_sampling="objectness"),
     "learned-sigmoid": dict(query_init="learned", mask_activation="sigmoid"),
     "relative-ownership": dict(query_init="seeded", mask_activation="ownership", position_encoding="relative"),
+    "relative-radius-sigmoid": dict(query_init="seeded", mask_activation="sigmoid", position_encoding="relative",
+                                    attention_radius=2.0),
     "prenorm-shared": dict(query_init="seeded", mask_activation="ownership", pre_norm=True, num_layers=4,
                            num_unique_layers=2),
 }
@@ -314,6 +316,26 @@ def test_relative_positions_ignore_far_context(encoding: str) -> None:
         assert torch.equal(alone.background_logits[0], with_far.background_logits[0][:20])
     else:
         assert mask_change > 1e-2
+
+
+def test_attention_radius_cuts_context_exactly() -> None:
+    """With an attention radius, tokens beyond it (here 10 m away, radius 3 m) change no query: class logits and
+    the room's mask logits are equal to those of the room alone up to float rounding, in every stage."""
+    decoder = make_decoder(query_init="seeded", mask_activation="ownership", position_encoding="relative",
+                           attention_radius=3.0).eval()
+    soft = make_decoder(query_init="seeded", mask_activation="ownership", position_encoding="relative").eval()
+    room, both = _room_with_far_context(10.0)
+    seeds = [torch.tensor([0, 3, 7, 11, 15, 19])]
+    stages = zip(decoder(room, seed_tokens=seeds).layers, decoder(both, seed_tokens=seeds).layers)
+    for layer_alone, layer_both in stages:
+        torch.testing.assert_close(layer_alone.class_logits[0], layer_both.class_logits[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(layer_alone.mask_logits[0], layer_both.mask_logits[0][:, :20], atol=1e-5, rtol=0)
+    # without the radius, the distance penalty alone leaves a trace of the far tokens at 10 m
+    change = (soft(room, seed_tokens=seeds).final.class_logits[0]
+              - soft(both, seed_tokens=seeds).final.class_logits[0]).abs().max().item()
+    assert change > 1e-4
+    with pytest.raises(ValueError, match="attention_radius"):
+        make_decoder(attention_radius=3.0)  # scene position codes have no seeds to measure from
 
 
 def test_relative_positions_are_translation_invariant_and_need_seeds() -> None:
