@@ -209,8 +209,12 @@ def tiling_agreement(checkpoint: Path, rooms: Path, tile: float, overlap: float,
                                  superpoint=None if superpoint is None else superpoint[sel],
                                  tile_size=tile_size, overlap=overlap, min_points=50, **predict_options)
 
-    predict_options = {"query_radius": query_radius,
-                       "num_queries": queries if queries in (None, "all") else int(queries)}
+    predict_options = {}  # unset: Predictor.predict's "auto" (scan_defaults)
+    if query_radius is not None:
+        predict_options["query_radius"] = None if query_radius <= 0 else query_radius
+    if queries is not None:
+        predict_options["num_queries"] = {"all": "all", "model": None}.get(queries) or int(queries)
+    auto_queries, auto_radius = predictor.scan_defaults()
     everything = np.ones(len(xyz), bool)
     one = predict(everything, None).instance_ids
     tiled_result = predict(everything, tile)
@@ -234,7 +238,8 @@ def tiling_agreement(checkpoint: Path, rooms: Path, tile: float, overlap: float,
     vs_shift = _agreement(per_room[both], shifted[both])
     return {"bench": "infer_tiling_agreement", "checkpoint": str(checkpoint), "overrides": list(overrides),
             "per_room_estimates": list(per_room_estimates),
-            "query_radius": query_radius, "queries": queries,
+            "query_radius": predict_options.get("query_radius", auto_radius),
+            "queries": predict_options.get("num_queries", auto_queries),
             "rooms": len(clouds), "room_spacing": round(spacing, 3),
             "points": int(len(xyz)), "tile_size": tile, "overlap": overlap,
             "tiles": tiled_result.tiles["count"] if tiled_result.tiles else 1,
@@ -289,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e6, 5e6, 10e6, 20e6])
     parser.add_argument("--tile", type=float, default=12.0)
-    parser.add_argument("--overlap", type=float, default=2.0)
+    parser.add_argument("--overlap", type=float, default=4.0)
     parser.add_argument("--out", type=Path, default=Path("/tmp/infer_scale"))
     parser.add_argument("--keep", action="store_true", help="keep the scans and outputs")
     parser.add_argument("--format", choices=("ply", "las"), default="ply",
@@ -302,10 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spacing", type=float, default=None,
                         help="with --agreement: room spacing in metres (default: 8 m rounded up to the model's "
                              "translation period)")
-    parser.add_argument("--queries", default=None, metavar="N|all",
-                        help="with --agreement: Predictor.predict(num_queries=...) (all: one query per superpoint)")
+    parser.add_argument("--queries", default=None, metavar="N|all|model",
+                        help="with --agreement: Predictor.predict(num_queries=...) (all: one query per superpoint, "
+                             "model: its evaluation count; default: predict's auto)")
     parser.add_argument("--query-radius", type=float, default=None,
-                        help="with --agreement: Predictor.predict(query_radius=...)")
+                        help="with --agreement: Predictor.predict(query_radius=...) (0: none; default: predict's auto)")
     parser.add_argument("--per-room", nargs="*", default=[], choices=("normals", "superpoints", "mesh"),
                         help="with --agreement: estimate these once per whole room and give them to every "
                              "prediction (instead of per tile)")

@@ -36,12 +36,20 @@ def _metres(value: str) -> float:
     return number
 
 
-def _queries(value: str) -> Union[int, str]:
-    if value == "all":
+def _queries(value: str) -> Union[int, str, None]:
+    if value in ("all", "auto"):
         return value
+    if value == "model":
+        return None  # the model's evaluation count
     if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number or 'all', got {value}")
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, 'all', 'auto' or 'model', got {value}")
     return int(value)
+
+
+def _radius(value: str) -> Union[float, str, None]:
+    if value == "auto":
+        return value
+    return None if value == "none" else _metres(value)
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")  # files that go to the 2D flow
@@ -80,17 +88,19 @@ def main(argv: Sequence[str]) -> int:
                         help="text/.npy column names, e.g. x,y,z,_,r,g,b ('_' skips; default by column count)")
     parser.add_argument("--tile", type=_tile, default=12.0,
                         help="tile size in metres for large scans (default 12; 'none': one pass)")
-    parser.add_argument("--overlap", type=float, default=2.0, help="tile overlap in metres (default 2)")
+    parser.add_argument("--overlap", type=float, default=4.0,
+                        help="tile overlap in metres (default 4: every labelled point has 2 m of context)")
     parser.add_argument("--superpoints", choices=("knn", "cells"), default="knn",
                         help="superpoints of a point cloud: the kNN-graph segmentator (default) or cubic cells")
     parser.add_argument("--cell", type=float, default=0.1, help="cell size in metres for --superpoints cells")
     parser.add_argument("--min-points", type=int, default=50, help="drop instances with fewer points (default 50)")
-    parser.add_argument("--query-radius", type=_metres, default=None, metavar="M",
-                        help="an instance reaches at most M metres from its query's seed (default: no limit; "
-                             "docs/inference.md, tiles and one pass)")
-    parser.add_argument("--queries", type=_queries, default=None, metavar="N|all",
-                        help="queries per tile: a number, or 'all' (one per superpoint: seeds that do not depend on "
-                             "the tiling; docs/inference.md); default: the model's evaluation count")
+    parser.add_argument("--query-radius", type=_radius, default="auto", metavar="M|none|auto",
+                        help="an instance reaches at most M metres from its query's seed (default auto: the model's "
+                             "attention radius, none without one; docs/inference.md, tiles and one pass)")
+    parser.add_argument("--queries", type=_queries, default="auto", metavar="N|all|model|auto",
+                        help="queries per tile: a number, 'all' (one per superpoint: seeds that do not depend on the "
+                             "tiling), 'model' (its evaluation count); default auto: all for models with seed-relative "
+                             "positions, else model (docs/inference.md)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--png", action="store_true",
                         help="also render a PNG view (Open3D offscreen, software fallback)")

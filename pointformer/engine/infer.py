@@ -38,19 +38,20 @@ class InferOptions:
     columns: text/NPY column names (None: by count); tile_size / overlap: metres (tile_size None: one pass);
     superpoints: "knn" or "cells" (clouds); cell: cell size in metres; min_points: smallest instance kept;
     merge_iou: band IoU that joins instances across tiles; query_radius: metres an instance reaches from its
-    query's seed (None: no limit; ``Predictor.predict``); num_queries: queries per tile (None: the model's
-    evaluation count, "all": one per superpoint; ``Predictor.predict``); progress: a progress bar over tiles.
+    query's seed (None: no limit, "auto": the model's attention radius; ``Predictor.predict``); num_queries:
+    queries per tile (None: the model's evaluation count, "all": one per superpoint, "auto": all for models with
+    seed-relative positions; ``Predictor.predict``); progress: a progress bar over tiles.
     """
 
     columns: Optional[str] = None
     tile_size: Optional[float] = 12.0
-    overlap: float = 2.0
+    overlap: float = 4.0
     superpoints: str = "knn"
     cell: float = 0.1
     min_points: int = 50
     merge_iou: float = 0.5
-    query_radius: Optional[float] = None
-    num_queries: Optional[Union[int, str]] = None
+    query_radius: Union[float, str, None] = "auto"
+    num_queries: Optional[Union[int, str]] = "auto"
     progress: bool = True
 
 

@@ -43,6 +43,8 @@ from pointformer.preprocess.cloud_segmentator import cell_superpoints, cloud_nor
 SUPERPOINT_METHODS = ("knn", "cells")
 # ``num_queries="all"``: one seeded query per token (the decoder caps any count at the scene's tokens)
 ALL_QUERIES = "all"
+# ``Predictor.predict`` defaults: what the model's decoder was built for (:meth:`Predictor.scan_defaults`)
+AUTO = "auto"
 QueryCount = Optional[Union[int, str]]
 
 
@@ -298,12 +300,24 @@ class Predictor:
                     f"the input features {list(features)}: it would see made-up values. Use a checkpoint trained "
                     f"without it, e.g. data.features=[normals] data.in_channels=3 (docs/inference.md)")
 
+    def scan_defaults(self) -> tuple[QueryCount, Optional[float]]:
+        """``(num_queries, query_radius)`` that :meth:`predict` uses for ``"auto"``.
+
+        A decoder with seed-relative positions (``position_encoding: relative``) gets one query per superpoint,
+        so that the seeds do not depend on how the scan is cut, and instances reach as far from their seed as
+        its queries see (``attention_radius``; None: no limit). Other decoders keep their evaluation query count
+        and no radius (more queries than in training split instances under the ownership form)."""
+        decoder = getattr(self.model, "decoder", None)
+        if getattr(decoder, "position_encoding", "scene") != "relative":
+            return None, None
+        return ALL_QUERIES, getattr(decoder, "attention_radius", None)
+
     def predict(self, xyz: np.ndarray, rgb: Optional[np.ndarray] = None, *, normals: Optional[np.ndarray] = None,
-                superpoint: Optional[np.ndarray] = None, tile_size: Optional[float] = 12.0, overlap: float = 2.0,
+                superpoint: Optional[np.ndarray] = None, tile_size: Optional[float] = 12.0, overlap: float = 4.0,
                 superpoints: str = "knn", cell: float = 0.1, min_points: int = 50, merge_iou: float = 0.5,
                 progress: bool = False, source: str = "the scan",
-                superpoint_name: str = "given", query_radius: Optional[float] = None,
-                num_queries: QueryCount = None) -> ScanInstances:
+                superpoint_name: str = "given", query_radius: Union[float, str, None] = AUTO,
+                num_queries: QueryCount = AUTO) -> ScanInstances:
         """Instances of a scan of any size (a room or a building), tile by tile (:mod:`~pointformer.inference.tiling`).
 
         Args:
@@ -316,15 +330,17 @@ class Predictor:
             tile_size, overlap: square tiles in metres (x-y) and their overlap; None: one pass.
             min_points: instances with fewer points are dropped; merge_iou: the band IoU that joins tile instances.
             query_radius: metres; an instance reaches at most this far from its query's seed token (None: no
-                limit). The model's mask logits do not see positions, so without it a query of one room also
-                claims look-alike objects of other rooms in the same tile or pass (docs/inference.md).
+                limit; ``"auto"``: :meth:`scan_defaults`). Without it a query of one room may also claim
+                look-alike objects of other rooms in the same tile or pass (docs/inference.md).
             num_queries: queries per tile: None = the model's evaluation count; ``"all"`` = one per superpoint,
-                so that seeds do not depend on how the scan is cut (with ``position_encoding: relative`` models
-                the way tiles and one pass agree; docs/inference.md).
+                so that seeds do not depend on how the scan is cut; ``"auto"``: :meth:`scan_defaults`.
             source: the scan's name for messages; superpoint_name: what made ``superpoint`` (for the description).
         Returns: per-point instance and class ids (-1 = none) and the instances, by descending score.
         Raises MissingFeatureError, or ValueError for arrays of the wrong shape.
         """
+        auto_queries, auto_radius = self.scan_defaults()
+        num_queries = auto_queries if num_queries == AUTO else num_queries
+        query_radius = auto_radius if query_radius == AUTO else query_radius
         resolve_query_count(num_queries)  # a bad count fails before any work
         xyz = np.asarray(xyz)
         if xyz.ndim != 2 or xyz.shape[1] != 3 or xyz.shape[0] == 0:

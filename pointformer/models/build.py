@@ -90,7 +90,8 @@ def build_decoder(decoder_cfg: Any, *, token_dim: int, num_classes: int, mask_ac
         # with learned queries (loss=hungarian), which then seeds nothing and uses Mask3D's scene position codes.
         kwargs["seed_sampling"] = "fps"
         kwargs["position_encoding"] = "scene"
-        kwargs["attention_radius"] = None
+    if kwargs.get("position_encoding", "scene") == "scene":
+        kwargs["attention_radius"] = None  # a radius is measured from seeds: scene position codes have none
     return QueryDecoder(token_dim=token_dim, num_classes=num_classes, mask_activation=mask_activation,
                         query_init=query_init, **kwargs)
 

@@ -27,8 +27,8 @@ def _untrained_checkpoint(tmp_path_factory, position_encoding: str):
                           "model.decoder.eval_num_queries=20", f"model.decoder.position_encoding={position_encoding}"])
     torch.manual_seed(0)
     model = build_model(RunSettings.from_config(cfg))
-    path = write_checkpoint(root.parent / "ckpt.pt", {"model": model.state_dict(), "step": 3, "epoch": 0,
-                                                      "config": to_yaml(plain_config(cfg))})
+    payload = {"model": model.state_dict(), "step": 3, "epoch": 0, "config": to_yaml(plain_config(cfg))}
+    path = write_checkpoint(root.parent / f"ckpt_{position_encoding}.pt", payload)  # one file per fixture
     return root, path
 
 
@@ -131,6 +131,17 @@ def test_relative_positions_and_all_queries_make_a_scene_independent_of_far_cont
         assert np.unique(first[mask]).size == 1 and ((first == first[mask][0]) == mask).all()
     with pytest.raises(ValueError, match="num_queries must be"):
         predictor.predict(xyz, rgb, num_queries=0)
+    # what predict does by default ("auto") for this decoder: every superpoint a query, instances within the
+    # attention radius (tiny: 4 m); Mask3D's scene codes keep the evaluation count and no radius
+    assert predictor.scan_defaults() == ("all", predictor.model.decoder.attention_radius == 4.0 and 4.0)
+    auto = predictor.predict(xyz, rgb, normals=normals, superpoint=superpoint, tile_size=None, min_points=1)
+    explicit = predictor.predict(xyz, rgb, normals=normals, superpoint=superpoint, tile_size=None, min_points=1,
+                                 num_queries="all", query_radius=4.0)
+    np.testing.assert_array_equal(auto.instance_ids, explicit.instance_ids)
+
+
+def test_scene_position_codes_keep_the_evaluation_query_count(checkpoint):
+    assert Predictor.from_checkpoint(checkpoint[1], device="cpu").scan_defaults() == (None, None)
 
 
 def test_bad_checkpoints_and_overrides_are_clear_errors(checkpoint, tmp_path):
