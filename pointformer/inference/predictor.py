@@ -365,22 +365,22 @@ class Predictor:
         # BENCHMARKS.md, "Inference on large scans")
         units.xyz -= xyz.min(axis=0).astype(np.float64)
         period = getattr(self.model, "translation_period", None)  # None: a model that does not say it
-        num_superpoints = 0
+        # Normals and superpoints of a bare cloud are estimated once for the whole scan (on its voxel units,
+        # ~0.1 GB per million units), not per tile: per tile they changed with the cut (PCA normals facing each
+        # tile's centre, segments merged differently near the borders), and with them the instances
+        # (BENCHMARKS.md, "Inference on large scans"). Normals face the scan's centre (a room seen from inside).
+        if "normals" in data.features and units.normals is None:
+            units.normals = cloud_normals(units.xyz.astype(np.float32))
+        scan_superpoint = units.superpoint
+        if scan_superpoint is None:
+            scan_superpoint = (segment_cloud(units.xyz.astype(np.float32)) if superpoints == "knn"
+                               else cell_superpoints(units.xyz, cell))
+        num_superpoints = int(np.unique(scan_superpoint).size)
 
         def predict_tile(sel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            nonlocal num_superpoints
             txyz = units.xyz[sel].astype(np.float32)
-            tnormals = None
-            if "normals" in data.features:
-                # PCA normals facing the tile's centre (a room seen from inside), one tile at a time
-                tnormals = units.normals[sel] if units.normals is not None else cloud_normals(txyz)
-            if units.superpoint is not None:
-                tsp = units.superpoint[sel]
-            elif superpoints == "knn":
-                tsp = segment_cloud(txyz)
-            else:
-                tsp = cell_superpoints(txyz, cell)
-            num_superpoints += int(np.unique(tsp).size)
+            tnormals = units.normals[sel] if "normals" in data.features else None
+            tsp = scan_superpoint[sel]
             trgb = units.rgb[sel] if units.rgb is not None else np.zeros((sel.size, 3), np.float32)
             result = self.predict_scan(txyz, trgb, normals=tnormals, superpoint=tsp, min_points=1,
                                        class_ids=classes.ids, class_names=classes.names, centre_grid=period,
