@@ -471,7 +471,9 @@ class QueryDecoder(nn.Module):
             self_bias = self.self_distance(seed_distance)  # [B, heads, N, N]
             mask_bias = self.mask_distance(cross_distance)[:, 0]  # [B, N, T]
             if self.attention_radius is not None:
-                cross_far = cross_distance > self.attention_radius  # the seed token itself is never far
+                # the seed token itself is never far; padding queries (no seed) are not cut, so that no
+                # attention row is ever empty (an empty row gives NaN, and 0 * NaN reaches every query)
+                cross_far = (cross_distance > self.attention_radius) & ~query_pad[:, :, None]
                 # a query always sees itself (rows of padding queries must not be empty either)
                 own = torch.eye(seeds.shape[1], dtype=torch.bool, device=seeds.device)[None]
                 self_blocked = (self_blocked | (seed_distance > self.attention_radius)) & ~own  # [B, N, N]
