@@ -107,6 +107,7 @@ def test_scannet_experiment_seeds_by_objectness_only_where_queries_are_seeded(lo
     settings = RunSettings.from_config(compose_config(["experiment=scannet_mask3d", f"loss={loss}"]))
     decoder = build_model(settings).decoder
     assert decoder.seed_sampling == seeding and (decoder.objectness is not None) == objectness
+    assert decoder.position_encoding == ("relative" if objectness else "scene")  # the same study chose it
 
 
 @pytest.mark.parametrize("loss, encoding", [("influencer", "relative"), ("hungarian", "scene")])
