@@ -5,7 +5,7 @@ points sampled uniformly on the surfaces at ~1 cm spacing, 3 mm noise, no colour
 PLY for each size; then ``python -m pointformer infer SCAN --checkpoint CKPT --out OUT`` runs in a child
 process whose peak RSS (``ru_maxrss`` from ``os.wait4``) and wall time are recorded. The checkpoint is an
 untrained tiny model reading only normals (``data.features=[normals]``; built here, seeded), so every run
-also estimates normals (kNN PCA) and kNN superpoints per tile: the costs of a real colour-free scan.
+also estimates normals (kNN PCA) and kNN superpoints (once per scan): the costs of a real colour-free scan.
 Predictions of an untrained model are meaningless; only time and memory are measured.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/infer_scale.py --sizes 1e6 5e6 10e6 20e6 --out /tmp/infer_scale
@@ -21,7 +21,7 @@ predictions and those of the rooms without a random 2 % of their points. ``--que
 ``Predictor.predict(query_radius=M)``; ``--queries N|all``: ``Predictor.predict(num_queries=...)``;
 ``--override KEY=VALUE``: changes of the stored config (e.g. ``model.decoder.eval_num_queries=1000``);
 ``--per-room normals superpoints mesh``: estimate normals / kNN
-superpoints once per whole room instead of per tile, or (``mesh``) keep the rooms' faces: the scan is one mesh,
+superpoints once per room instead of once per scan, or (``mesh``) keep the rooms' faces: the scan is one mesh,
 predicted as ``infer`` predicts a mesh file (segmentator superpoints over the whole mesh, vertex normals).
 
 ``--normals N``: the normals estimation alone (kNN PCA, ``cloud_normals``, as a colour-free model's tiles
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --agreement: Predictor.predict(query_radius=...) (0: none; default: predict's auto)")
     parser.add_argument("--per-room", nargs="*", default=[], choices=("normals", "superpoints", "mesh"),
                         help="with --agreement: estimate these once per whole room and give them to every "
-                             "prediction (instead of per tile)")
+                             "prediction (instead of once per scan)")
     parser.add_argument("--normals", type=float, default=None, metavar="N",
                         help="instead: time and accuracy of the normals estimation on a room of N points")
     args = parser.parse_args(argv)
